@@ -1,0 +1,5 @@
+import sys
+
+from dmgan.cli import main
+
+sys.exit(main())

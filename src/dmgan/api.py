@@ -1,0 +1,103 @@
+"""The Python API: build DM-GAN from a preset, load released or our own files, run it.
+
+    import torch, dmgan
+    model = dmgan.DMGAN.from_released("bird", netG="bird_DMGAN.pth",
+                                      text_encoder="text_encoder200.pth")
+    out = model.generate(captions, lengths, seed=0)   # captions: (B, L) word ids
+    out.images[-1]                                    # (B, 3, 256, 256) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
+from dmgan.config import DMGANConfig, preset
+from dmgan.models import build_discriminators, build_generator, build_text_encoder
+from dmgan.nn import GeneratorOutput, TextEncoding
+from dmgan.released import load_released
+
+PathLike = str | os.PathLike
+
+
+class DMGAN(nn.Module):
+    """Text encoder + generator of one configuration: what inference needs."""
+
+    def __init__(self, config: DMGANConfig):
+        super().__init__()
+        self.config = config
+        self.text_encoder = build_text_encoder(config)
+        self.generator = build_generator(config)
+        self.eval()
+
+    @classmethod
+    def from_preset(cls, name: str) -> DMGAN:
+        """Random weights (the released initialisation) for a named preset."""
+        return cls(preset(name))
+
+    @classmethod
+    def from_released(
+        cls, preset_name: str, *, netG: PathLike, text_encoder: PathLike  # noqa: N803
+    ) -> DMGAN:
+        """The released generator and DAMSM text encoder files for preset `preset_name`."""
+        model = cls(preset(preset_name))
+        load_released(model.generator, netG, what=f"the '{preset_name}' generator (netG)")
+        load_released(model.text_encoder, text_encoder,
+                      what=f"the '{preset_name}' DAMSM text encoder")
+        return model
+
+    @classmethod
+    def from_checkpoint(cls, path: PathLike, *, expect_preset: str | None = None) -> DMGAN:
+        """One of our checkpoints; the architecture is rebuilt from the stored config.
+
+        Prefers the EMA generator when the checkpoint has one.
+        """
+        config, payload = load_checkpoint(path, expect_preset=expect_preset)
+        model = cls(config)
+        nets = payload.get("networks", {})
+        load_network(model.text_encoder, payload, "text_encoder", os.fspath(path))
+        gen = "generator_ema" if "generator_ema" in nets else "generator"
+        load_network(model.generator, payload, gen, os.fspath(path))
+        return model
+
+    def save(self, path: PathLike) -> None:
+        save_checkpoint(path, config=self.config,
+                        networks={"text_encoder": self.text_encoder, "generator": self.generator})
+
+    def encode(self, captions: torch.Tensor, lengths: torch.Tensor) -> TextEncoding:
+        """captions (B, L) word ids (0 = padding), lengths (B,) in any order."""
+        return self.text_encoder(captions, lengths)
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        captions: torch.Tensor,
+        lengths: torch.Tensor,
+        *,
+        noise: torch.Tensor | None = None,
+        seed: int | None = None,
+        sample_condition: bool = False,
+    ) -> GeneratorOutput:
+        """Images for word-id captions. noise (B, Z) or a seed; the condition code is mu
+        unless sample_condition=True."""
+        device = next(self.parameters()).device
+        captions, lengths = captions.to(device), lengths.to(device)
+        if noise is None:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            noise = torch.randn(captions.shape[0], self.config.generator.z_dim, generator=gen)
+        text = self.encode(captions, lengths)
+        return self.generator(noise.to(device), text.sentence, text.words, text.mask,
+                              sample_condition=sample_condition)
+
+
+def released_discriminators(config: DMGANConfig, paths: list[PathLike]) -> nn.ModuleList:
+    """The released netD0, netD1, ... files, one per stage, in order."""
+    ds = build_discriminators(config)
+    if len(paths) != len(ds):
+        raise ValueError(f"preset '{config.name}' has {len(ds)} discriminators, got {len(paths)} files")
+    for i, (d, p) in enumerate(zip(ds, paths, strict=True)):
+        load_released(d, p, what=f"the '{config.name}' discriminator netD{i}")
+    return ds

@@ -1,0 +1,211 @@
+"""Typed configuration: one dataclass per part of the system, and named presets.
+
+Configs are plain data. Network constructors never read them; `dmgan.models`
+translates a config into the explicit keyword arguments of each constructor.
+A config round-trips through `to_dict` / `from_dict` (JSON-friendly), which is
+how checkpoints and run folders store it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from dmgan.errors import ConfigError
+
+MASK_MODES = ("released", "exact")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    vocab_size: int  # words in the vocabulary, index 0 = end/padding token
+    word_dim: int = 300  # word embedding size fed to the LSTM
+    embed_dim: int = 256  # D: word/sentence feature size (both LSTM directions together)
+    words_train: int = 18  # words per caption during training (longer: in-order subsample)
+    words_eval: int = 25  # words per caption at evaluation
+    captions_per_image: int = 10
+    dropout: float = 0.5  # after the embedding, as in the released encoder
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    gf_dim: int = 64  # channels of the memory stages (the initial stage starts at gf_dim * 16)
+    z_dim: int = 100  # noise size
+    condition_dim: int = 100  # conditioning-augmentation code size
+    num_stages: int = 3  # initial stage + (num_stages - 1) dynamic-memory stages
+    base_size: int = 64  # resolution of the initial stage's image (a power of two >= 8)
+    res_blocks: int = 2  # residual blocks per memory stage
+    # "released": padding mask applied as the released code did (rows of the mask
+    # interleaved across the batch; bit-faithful to the released weights);
+    # "exact": each sample masks its own padding.
+    mask_mode: str = "released"
+
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        return tuple(self.base_size * 2**i for i in range(self.num_stages))
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    df_dim: int = 32  # channels of the first discriminator conv
+    unconditional: bool = True  # also judge real/fake without the sentence
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    gamma1: float = 4.0  # DAMSM: sharpness of the word-to-region attention
+    gamma2: float = 5.0  # DAMSM: how much the best-matching words dominate
+    gamma3: float = 10.0  # DAMSM: smoothing of the image-caption posterior
+    damsm_weight: float = 5.0  # LAMBDA: weight of the DAMSM loss in the generator loss
+    kl_weight: float = 1.0  # conditioning KL, added as is in the released recipe
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 10
+    epochs: int = 800
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    ema_decay: float = 0.999
+
+
+@dataclass(frozen=True)
+class DamsmConfig:
+    batch_size: int = 48
+    epochs: int = 600
+    image_size: int = 299
+    words: int = 18
+    lr: float = 2e-3
+    lr_decay: float = 0.98  # per epoch while lr > lr_floor
+    lr_floor: float = 2e-4
+    rnn_grad_clip: float = 0.25
+
+
+@dataclass(frozen=True)
+class DMGANConfig:
+    name: str
+    text: TextConfig
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    damsm: DamsmConfig = field(default_factory=DamsmConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DMGANConfig:
+        parts = {
+            "text": TextConfig,
+            "generator": GeneratorConfig,
+            "discriminator": DiscriminatorConfig,
+            "loss": LossConfig,
+            "train": TrainConfig,
+            "damsm": DamsmConfig,
+        }
+        if not isinstance(data, dict) or "name" not in data or "text" not in data:
+            raise ConfigError("a config needs at least 'name' and 'text'")
+        kwargs: dict[str, Any] = {"name": data["name"]}
+        for key, kind in parts.items():
+            if key not in data:
+                continue
+            known = {f.name for f in dataclasses.fields(kind)}
+            unknown = set(data[key]) - known
+            if unknown:
+                raise ConfigError(f"unknown field(s) in config.{key}: {sorted(unknown)}")
+            kwargs[key] = kind(**data[key])
+        unknown = set(data) - set(parts) - {"name"}
+        if unknown:
+            raise ConfigError(f"unknown config section(s): {sorted(unknown)}")
+        return validate(cls(**kwargs))
+
+    def replace(self, **sections: Any) -> DMGANConfig:
+        return validate(dataclasses.replace(self, **sections))
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def validate(cfg: DMGANConfig) -> DMGANConfig:
+    """Check every value a network or a loop relies on; raise ConfigError naming the field."""
+    t, g, d, tr = cfg.text, cfg.generator, cfg.discriminator, cfg.train
+    checks = [
+        (t.vocab_size >= 2, "text.vocab_size must be >= 2 (index 0 is padding)"),
+        (t.word_dim > 0, "text.word_dim must be > 0"),
+        (t.embed_dim > 0 and t.embed_dim % 2 == 0, "text.embed_dim must be even (two directions)"),
+        (t.words_train > 0 and t.words_eval > 0, "text.words_train/words_eval must be > 0"),
+        (t.captions_per_image > 0, "text.captions_per_image must be > 0"),
+        (0.0 <= t.dropout < 1.0, "text.dropout must be in [0, 1)"),
+        (g.gf_dim > 0 and g.z_dim > 0, "generator.gf_dim and z_dim must be > 0"),
+        (g.condition_dim > 0, "generator.condition_dim must be > 0"),
+        (g.num_stages >= 1, "generator.num_stages must be >= 1"),
+        (_is_pow2(g.base_size) and g.base_size >= 8, "generator.base_size must be a power of 2, >= 8"),
+        (g.res_blocks >= 0, "generator.res_blocks must be >= 0"),
+        (g.mask_mode in MASK_MODES, f"generator.mask_mode must be one of {MASK_MODES}"),
+        (d.df_dim > 0, "discriminator.df_dim must be > 0"),
+        (tr.batch_size > 0, "train.batch_size must be > 0"),
+        (tr.epochs >= 0, "train.epochs must be >= 0"),
+        (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
+        (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (cfg.damsm.batch_size > 0, "damsm.batch_size must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(f"invalid config '{cfg.name}': {message}")
+    return cfg
+
+
+def _bird() -> DMGANConfig:
+    return DMGANConfig(
+        name="bird",
+        text=TextConfig(vocab_size=5450, embed_dim=256, words_train=18, words_eval=25,
+                        captions_per_image=10),
+        generator=GeneratorConfig(gf_dim=64, z_dim=100, condition_dim=100, res_blocks=2),
+        discriminator=DiscriminatorConfig(df_dim=32),
+        loss=LossConfig(damsm_weight=5.0),
+        train=TrainConfig(batch_size=10, epochs=800),
+        damsm=DamsmConfig(words=18),
+    )
+
+
+def _coco() -> DMGANConfig:
+    return DMGANConfig(
+        name="coco",
+        text=TextConfig(vocab_size=27297, embed_dim=256, words_train=12, words_eval=20,
+                        captions_per_image=5),
+        generator=GeneratorConfig(gf_dim=64, z_dim=100, condition_dim=100, res_blocks=3),
+        discriminator=DiscriminatorConfig(df_dim=32),
+        loss=LossConfig(damsm_weight=50.0),
+        train=TrainConfig(batch_size=16, epochs=200),
+        damsm=DamsmConfig(words=15),
+    )
+
+
+def _small() -> DMGANConfig:
+    # The configuration of shared/reference/small (the reference vectors).
+    return DMGANConfig(
+        name="small",
+        text=TextConfig(vocab_size=60, embed_dim=32, words_train=18, words_eval=25,
+                        captions_per_image=10),
+        generator=GeneratorConfig(gf_dim=8, z_dim=20, condition_dim=16, res_blocks=2),
+        discriminator=DiscriminatorConfig(df_dim=4),
+        loss=LossConfig(damsm_weight=5.0),
+        train=TrainConfig(batch_size=3, epochs=1),
+    )
+
+
+PRESETS = {"bird": _bird, "coco": _coco, "small": _small}
+
+
+def preset(name: str, **overrides: Any) -> DMGANConfig:
+    """A validated preset; `overrides` replace whole sections (e.g. text=TextConfig(...))."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[name]()
+    return cfg.replace(**overrides) if overrides else validate(cfg)
+

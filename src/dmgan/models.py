@@ -1,0 +1,38 @@
+"""Config -> networks. The only place where a config meets the network constructors."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dmgan.config import DMGANConfig
+from dmgan.nn import Discriminator, Generator, TextEncoder
+from dmgan.nn.layers import init_released
+
+
+def build_text_encoder(cfg: DMGANConfig) -> TextEncoder:
+    t = cfg.text
+    return TextEncoder(vocab_size=t.vocab_size, word_dim=t.word_dim, embed_dim=t.embed_dim,
+                       dropout=t.dropout)
+
+
+def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:
+    g = cfg.generator
+    net = Generator(embed_dim=cfg.text.embed_dim, gf_dim=g.gf_dim, z_dim=g.z_dim,
+                    condition_dim=g.condition_dim, num_stages=g.num_stages,
+                    base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode)
+    if init:
+        init_released(net)
+    return net
+
+
+def build_discriminators(cfg: DMGANConfig, *, init: bool = True) -> nn.ModuleList:
+    """One discriminator per generator stage, for 64, 128, 256 px in the released presets."""
+    ds = nn.ModuleList(
+        Discriminator(image_size=size, df_dim=cfg.discriminator.df_dim,
+                      embed_dim=cfg.text.embed_dim,
+                      unconditional=cfg.discriminator.unconditional)
+        for size in cfg.generator.image_sizes
+    )
+    if init:
+        init_released(ds)
+    return ds

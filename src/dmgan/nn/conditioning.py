@@ -1,0 +1,30 @@
+"""Conditioning augmentation: sentence feature -> (mu, logvar) -> condition code."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConditioningAugmentation(nn.Module):
+    def __init__(
+        self,
+        *,
+        embed_dim: int,  # D: sentence feature size
+        condition_dim: int,  # size of the condition code
+    ):
+        super().__init__()
+        self.condition_dim = condition_dim
+        self.fc = nn.Linear(embed_dim, condition_dim * 4)  # GLU halves, then split mu | logvar
+
+    def forward(
+        self, sentence: torch.Tensor, *, sample: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, D) -> code, mu, logvar, each (B, condition_dim). sample=False gives code = mu."""
+        x = F.glu(self.fc(sentence), dim=1)
+        mu, logvar = x[:, : self.condition_dim], x[:, self.condition_dim :]
+        if not sample:
+            return mu, mu, logvar
+        eps = torch.randn_like(mu)
+        return mu + eps * torch.exp(0.5 * logvar), mu, logvar

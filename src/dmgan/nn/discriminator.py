@@ -1,0 +1,94 @@
+"""One discriminator class for every resolution (the released D_NET64/128/256 by one rule).
+
+Images of size S = 64 * 2^k pass four stride-2 convs (16x down), k more stride-2 convs
+that double the channels, then k 3x3 convs that bring the channels back to 8 * df_dim,
+ending at (B, 8*df_dim, 4, 4). Sizes below 64 use fewer of the first four convs.
+All convs carry the released spectral norm; the two 4x4 output convs do not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmgan.nn.layers import SNConv2d
+
+
+@dataclass
+class DiscriminatorOutput:
+    features: torch.Tensor  # (B, 8*df_dim, 4, 4)
+    cond_logits: torch.Tensor | None  # (B,) image-text match, before the sigmoid
+    uncond_logits: torch.Tensor | None  # (B,) real vs fake, before the sigmoid
+
+
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2)
+
+
+class Discriminator(nn.Module):
+    def __init__(
+        self,
+        *,
+        image_size: int,  # S: a power of two >= 8
+        df_dim: int = 32,  # channels after the first conv
+        embed_dim: int = 256,  # D: sentence feature size for the conditional head
+        unconditional: bool = True,  # build the unconditional (real/fake) head
+    ):
+        super().__init__()
+        if image_size < 8 or image_size & (image_size - 1):
+            raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
+        self.image_size, self.embed_dim = image_size, embed_dim
+        n_base = min(4, int(math.log2(image_size // 4)))
+        extra = max(0, int(math.log2(image_size // 64)))
+        top = df_dim * 8
+        chans = [3] + [df_dim * 2**i for i in range(4 - n_base, 4)]
+        self.encoder = nn.ModuleList(
+            SNConv2d(in_ch=a, out_ch=b, kernel_size=4, stride=2, padding=1)
+            for a, b in zip(chans[:-1], chans[1:], strict=True)
+        )
+        self.down = nn.ModuleList(
+            SNConv2d(in_ch=top * 2**i, out_ch=top * 2 ** (i + 1), kernel_size=4, stride=2,
+                     padding=1)
+            for i in range(extra)
+        )
+        self.squeeze = nn.ModuleList(
+            SNConv2d(in_ch=top * 2 ** (extra - i), out_ch=top * 2 ** (extra - i - 1),
+                     kernel_size=3, stride=1, padding=1)
+            for i in range(extra)
+        )
+        self.cond_joint = SNConv2d(in_ch=top + embed_dim, out_ch=top, kernel_size=3, stride=1,
+                                   padding=1)
+        self.cond_out = nn.Conv2d(top, 1, kernel_size=4, stride=4)
+        self.uncond_out = nn.Conv2d(top, 1, kernel_size=4, stride=4) if unconditional else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) -> features (B, 8*df_dim, 4, 4)."""
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            raise ValueError(f"this discriminator judges {self.image_size} px images, "
+                             f"got {tuple(images.shape)}")
+        x = images
+        for conv in (*self.encoder, *self.down, *self.squeeze):
+            x = _lrelu(conv(x))
+        return x
+
+    def cond_logits(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        """Match logits (B,) of features (B, 8*df_dim, 4, 4) with sentences (B, D)."""
+        c = sentence.view(-1, self.embed_dim, 1, 1).expand(-1, -1, *features.shape[2:])
+        x = _lrelu(self.cond_joint(torch.cat((features, c), dim=1)))
+        return self.cond_out(x).view(-1)
+
+    def uncond_logits(self, features: torch.Tensor) -> torch.Tensor | None:
+        """Real/fake logits (B,), or None without the unconditional head."""
+        if self.uncond_out is None:
+            return None
+        return self.uncond_out(features).view(-1)
+
+    def judge(self, images: torch.Tensor, sentence: torch.Tensor | None) -> DiscriminatorOutput:
+        features = self(images)
+        cond = None if sentence is None else self.cond_logits(features, sentence)
+        return DiscriminatorOutput(features=features, cond_logits=cond,
+                                   uncond_logits=self.uncond_logits(features))

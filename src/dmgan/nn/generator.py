@@ -1,0 +1,101 @@
+"""DM-GAN generator: conditioning augmentation, initial stage, dynamic-memory stages.
+
+Dimension letters: B batch, D word/sentence feature size, T words, Z noise size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmgan.nn.conditioning import ConditioningAugmentation
+from dmgan.nn.layers import UpBlock, conv3x3
+from dmgan.nn.memory import MemoryStage
+
+
+@dataclass
+class GeneratorOutput:
+    images: list[torch.Tensor]  # per stage, (B, 3, S_i, S_i) in [-1, 1]
+    attention: list[torch.Tensor]  # per memory stage, (B, T, S_i, S_i) at the stage's input size
+    writing_gates: list[torch.Tensor]  # per memory stage, (B, 1, T)
+    response_gates: list[torch.Tensor]  # per memory stage, (B, 1, S_i, S_i)
+    mu: torch.Tensor  # (B, condition_dim)
+    logvar: torch.Tensor  # (B, condition_dim)
+
+
+class InitStage(nn.Module):
+    """[condition, noise] -> FC -> (B, C0, 4, 4) -> up-blocks -> (B, gf_dim, base, base)."""
+
+    def __init__(self, *, in_dim: int, gf_dim: int, base_size: int):
+        super().__init__()
+        num_up = int(math.log2(base_size // 4))
+        self.channels = gf_dim * 2**num_up  # gf_dim * 16 for a 64 px base, as released
+        self.fc = nn.Linear(in_dim, self.channels * 4 * 4 * 2, bias=False)
+        self.bn = nn.BatchNorm1d(self.channels * 4 * 4 * 2)
+        self.ups = nn.ModuleList(
+            UpBlock(in_ch=self.channels >> i, out_ch=self.channels >> (i + 1)) for i in range(num_up)
+        )
+
+    def forward(self, code: torch.Tensor) -> torch.Tensor:
+        x = F.glu(self.bn(self.fc(code)), dim=1).view(-1, self.channels, 4, 4)
+        for up in self.ups:
+            x = up(x)
+        return x
+
+
+class Generator(nn.Module):
+    def __init__(
+        self,
+        *,
+        embed_dim: int,  # D: sentence and word feature size
+        gf_dim: int = 64,  # channels of the memory stages
+        z_dim: int = 100,  # noise size
+        condition_dim: int = 100,  # conditioning-augmentation code size
+        num_stages: int = 3,  # initial stage + (num_stages - 1) memory stages
+        base_size: int = 64,  # resolution of the first image
+        res_blocks: int = 2,  # residual blocks per memory stage
+        mask_mode: str = "released",  # see MemoryStage
+    ):
+        super().__init__()
+        self.z_dim = z_dim
+        self.ca = ConditioningAugmentation(embed_dim=embed_dim, condition_dim=condition_dim)
+        self.init_stage = InitStage(in_dim=condition_dim + z_dim, gf_dim=gf_dim,
+                                    base_size=base_size)
+        self.stages = nn.ModuleList(
+            MemoryStage(gf_dim=gf_dim, embed_dim=embed_dim, res_blocks=res_blocks,
+                        mask_mode=mask_mode)
+            for _ in range(num_stages - 1)
+        )
+        self.to_rgb = nn.ModuleList(conv3x3(gf_dim, 3) for _ in range(num_stages))
+
+    def forward(
+        self,
+        noise: torch.Tensor,
+        sentence: torch.Tensor,
+        words: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        sample_condition: bool = True,
+    ) -> GeneratorOutput:
+        """noise (B, Z), sentence (B, D), words (B, D, T), mask (B, T) True at padding.
+
+        sample_condition=False uses mu as the condition code (deterministic).
+        """
+        if noise.shape != (sentence.shape[0], self.z_dim):
+            raise ValueError(f"noise must be (B, {self.z_dim}), got {tuple(noise.shape)}")
+        code, mu, logvar = self.ca(sentence, sample=sample_condition)
+        h = self.init_stage(torch.cat((code, noise), dim=1))
+        out = GeneratorOutput(images=[torch.tanh(self.to_rgb[0](h))], attention=[],
+                              writing_gates=[], response_gates=[], mu=mu, logvar=logvar)
+        for stage, to_rgb in zip(self.stages, self.to_rgb[1:], strict=True):
+            s = stage(h, words, mask)
+            h = s.features
+            out.images.append(torch.tanh(to_rgb(h)))
+            out.attention.append(s.attention)
+            out.writing_gates.append(s.writing_gate)
+            out.response_gates.append(s.response_gate)
+        return out

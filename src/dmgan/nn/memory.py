@@ -1,0 +1,105 @@
+"""The dynamic-memory refinement stage of DM-GAN.
+
+Dimension letters: B batch, C image-feature channels (gf_dim), D word-feature size,
+T words, H/W spatial size of the stage's input, Q = H*W pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmgan.nn.layers import ResBlock, UpBlock
+
+
+@dataclass
+class StageOutput:
+    features: torch.Tensor  # (B, C, 2H, 2W) image features for the next stage
+    attention: torch.Tensor  # (B, T, H, W) key addressing: softmax over words per pixel
+    writing_gate: torch.Tensor  # (B, 1, T) how much of each word is written into memory
+    response_gate: torch.Tensor  # (B, 1, H, W) how much of what was read replaces the image
+
+
+def released_row_mask(mask: torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """The padding mask as the released code applied it, (B, T) -> (B, T, Q).
+
+    The released code tiled the (B, T) mask with `mask.repeat(Q, 1)` against scores laid
+    out as (B*Q, T), so pixel q of sample b is masked with the padding of sample
+    (b*Q + q) mod B. The released weights were trained under this, so it is the default
+    for the released presets; with one caption (B = 1) it equals the exact mask.
+    """
+    b = mask.shape[0]
+    if b == 1:
+        return mask.unsqueeze(2)
+    rows = torch.arange(b, device=mask.device).unsqueeze(1) * num_pixels
+    rows = rows + torch.arange(num_pixels, device=mask.device).unsqueeze(0)
+    return mask[rows % b].transpose(1, 2)  # (B, Q, T) -> (B, T, Q)
+
+
+class MemoryStage(nn.Module):
+    """Memory writing -> key addressing -> value reading -> response gate -> residuals -> x2."""
+
+    def __init__(
+        self,
+        *,
+        gf_dim: int,  # C: image-feature channels in and out
+        embed_dim: int,  # D: word-feature size
+        res_blocks: int,  # residual blocks after the response gate
+        mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
+    ):
+        super().__init__()
+        if mask_mode not in ("released", "exact"):
+            raise ValueError(f"mask_mode must be 'released' or 'exact', got {mask_mode!r}")
+        self.mask_mode = mask_mode
+        mem = gf_dim * 2  # memory slot size
+        self.word_gate = nn.Linear(embed_dim, 1, bias=False)  # writing gate, word part
+        self.image_gate = nn.Linear(gf_dim, 1, bias=False)  # writing gate, image part
+        self.word_memory = nn.Conv1d(embed_dim, mem, kernel_size=1)  # M_w
+        self.image_memory = nn.Conv1d(gf_dim, mem, kernel_size=1)  # M_r
+        self.key = nn.Conv1d(mem, gf_dim, kernel_size=1)
+        self.value = nn.Conv1d(mem, gf_dim, kernel_size=1)
+        self.response_gate = nn.Conv2d(gf_dim * 2, 1, kernel_size=1)
+        self.residual = nn.Sequential(*[ResBlock(channels=mem) for _ in range(res_blocks)])
+        self.upsample = UpBlock(in_ch=mem, out_ch=gf_dim)
+
+    def forward(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> StageOutput:
+        """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
+        b, c, height, width = h.shape
+        if words.shape[0] != b or mask.shape != (b, words.shape[2]):
+            raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do not "
+                             f"fit image features {tuple(h.shape)}")
+
+        # Memory writing: the gate sees each word and the pooled image (no gradient to it).
+        pooled = h.mean(dim=(2, 3)).detach()  # (B, C)
+        gate = self.word_gate(words.transpose(1, 2)).transpose(1, 2)  # (B, 1, T)
+        writing_gate = torch.sigmoid(gate + self.image_gate(pooled).unsqueeze(2))
+        from_words = F.relu(self.word_memory(words))  # (B, 2C, T)
+        from_image = F.relu(self.image_memory(pooled.unsqueeze(2)))  # (B, 2C, 1), same per word
+        memory = from_words * writing_gate + from_image * (1.0 - writing_gate)
+
+        # Key addressing: per pixel, a softmax over the words (padding excluded).
+        key = F.relu(self.key(memory))  # (B, C, T)
+        value = F.relu(self.value(memory))  # (B, C, T)
+        pixels = h.reshape(b, c, height * width)  # (B, C, Q)
+        scores = torch.bmm(key.transpose(1, 2), pixels)  # (B, T, Q)
+        if self.mask_mode == "released":
+            pad = released_row_mask(mask, height * width)
+        else:
+            pad = mask.unsqueeze(2)
+        attention = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=1)
+
+        # Value reading and the response gate.
+        read = torch.bmm(value, attention).view(b, c, height, width)  # (B, C, H, W)
+        response_gate = torch.sigmoid(self.response_gate(torch.cat((h, read), dim=1)))
+        fused = h * (1.0 - response_gate) + read * response_gate
+
+        out = self.upsample(self.residual(torch.cat((fused, fused), dim=1)))
+        return StageOutput(
+            features=out,
+            attention=attention.view(b, -1, height, width),
+            writing_gate=writing_gate,
+            response_gate=response_gate,
+        )
