@@ -43,7 +43,7 @@ class Discriminator(nn.Module):
             raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
         self.image_size, self.embed_dim = image_size, embed_dim
         n_base = min(4, int(math.log2(image_size // 4)))
-        extra = max(0, int(math.log2(image_size // 64)))
+        extra = int(math.log2(image_size // 64)) if image_size >= 64 else 0
         top = df_dim * 8
         chans = [3] + [df_dim * 2**i for i in range(4 - n_base, 4)]
         self.encoder = nn.ModuleList(

@@ -1,0 +1,127 @@
+"""Properties of the networks and losses beyond the recorded vectors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dmgan import build_discriminators, build_generator, preset
+from dmgan.config import GeneratorConfig
+from dmgan.losses import discriminator_loss, generator_adversarial_loss, kl_loss, words_loss
+from dmgan.nn import Discriminator, MemoryStage
+from dmgan.nn.memory import released_row_mask
+
+
+def _words_loss_loop(regions, words, lengths, class_ids, g1, g2, g3):
+    """A per-caption loop in the released style, as an independent check of the batched form."""
+    b, d, h, w = regions.shape
+    ctx = regions.reshape(b, d, h * w)
+    sims = []
+    for i in range(b):
+        n = int(lengths[i])
+        word = words[i, :, :n].unsqueeze(0).expand(b, d, n)
+        attn = torch.bmm(ctx.transpose(1, 2), word)  # (b, R, n)
+        attn = torch.softmax(attn, dim=2)
+        attn = torch.softmax(attn.transpose(1, 2) * g1, dim=2)  # (b, n, R)
+        wc = torch.bmm(ctx, attn.transpose(1, 2))  # (b, d, n)
+        cos = F.cosine_similarity(word, wc, dim=1, eps=1e-8)
+        sims.append(torch.log(torch.exp(cos * g2).sum(1, keepdim=True)))
+    s = torch.cat(sims, 1) * g3
+    if class_ids is not None:
+        same = (class_ids[:, None] == class_ids[None, :]) & ~torch.eye(b, dtype=torch.bool)
+        s = s.masked_fill(same, float("-inf"))
+    labels = torch.arange(b)
+    return F.cross_entropy(s, labels), F.cross_entropy(s.t(), labels)
+
+
+@pytest.mark.parametrize("with_classes", [False, True])
+def test_batched_words_loss_equals_loop(with_classes):
+    torch.manual_seed(0)
+    b, d, t = 6, 16, 9
+    regions = torch.randn(b, d, 5, 5)
+    words = torch.randn(b, d, t)
+    lengths = torch.tensor([9, 3, 5, 1, 7, 9])
+    words = words * (torch.arange(t)[None, :] < lengths[:, None]).unsqueeze(1)
+    class_ids = torch.tensor([0, 1, 0, 2, 1, 3]) if with_classes else None
+    got = words_loss(regions, words, lengths, class_ids, gamma1=4.0, gamma2=5.0, gamma3=10.0)
+    want = _words_loss_loop(regions, words, lengths, class_ids, 4.0, 5.0, 10.0)
+    torch.testing.assert_close(got.loss0, want[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.loss1, want[1], rtol=1e-5, atol=1e-5)
+    assert [a.shape[1] for a in got.attention] == lengths.tolist()
+
+
+def test_released_mask_interleaves_rows_and_exact_mask_does_not():
+    mask = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    rows = released_row_mask(mask, num_pixels=4)  # (B, T, Q)
+    for b in range(3):
+        for q in range(4):
+            assert torch.equal(rows[b, :, q], mask[(b * 4 + q) % 3])
+    assert torch.equal(released_row_mask(mask[:1], 4).expand(1, 3, 4), mask[:1].unsqueeze(2).expand(1, 3, 4))
+
+    torch.manual_seed(0)
+    stage = MemoryStage(gf_dim=4, embed_dim=6, res_blocks=1, mask_mode="exact").eval()
+    h, words = torch.randn(3, 4, 4, 4), torch.randn(3, 6, 3)
+    out = stage(h, words, mask)
+    att = out.attention.flatten(2)  # (B, T, Q)
+    assert torch.all(att.masked_select(mask.unsqueeze(2).expand_as(att)) == 0)
+    torch.testing.assert_close(att.sum(1), torch.ones(3, 16))
+    # exact mode: a sample's output does not depend on the rest of the batch
+    alone = stage(h[1:2], words[1:2], mask[1:2])
+    torch.testing.assert_close(alone.features, out.features[1:2], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size,df", [(16, 4), (32, 4), (64, 4), (128, 2), (512, 2)])
+def test_discriminator_any_power_of_two(size, df):
+    d = Discriminator(image_size=size, df_dim=df, embed_dim=8)
+    out = d.judge(torch.randn(2, 3, size, size), torch.randn(2, 8))
+    assert out.features.shape == (2, df * 8, 4, 4)
+    assert out.cond_logits.shape == (2,) and out.uncond_logits.shape == (2,)
+    assert len(d.down) == len(d.squeeze) == max(0, (size // 64).bit_length() - 1)
+
+
+def test_a_training_step_backpropagates_through_everything():
+    cfg = preset("small")
+    torch.manual_seed(0)
+    g, ds = build_generator(cfg).train(), build_discriminators(cfg).train()
+    b, t = 3, 5
+    words, sent = torch.randn(b, 32, t), torch.randn(b, 32)
+    mask = torch.zeros(b, t, dtype=torch.bool)
+    mask[2, 3:] = True
+    out = g(torch.randn(b, cfg.generator.z_dim), sent, words, mask)
+    # D step: two forwards of the same spectral-norm convs before one backward
+    d_total = sum(discriminator_loss(d, img.detach() * 0.5, img, sent).total
+                  for d, img in zip(ds, out.images, strict=True))
+    d_total.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for d in ds for p in d.parameters())
+    g_total = generator_adversarial_loss(ds, out.images, sent) + kl_loss(out.mu, out.logvar)
+    g_total.backward()
+    grads = [p.grad for p in g.parameters()]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+
+
+def test_spectral_norm_updates_u_v_every_forward_and_normalises():
+    d = Discriminator(image_size=64, df_dim=2, embed_dim=4)
+    conv = d.encoder[0]
+    u0 = conv.u.clone()
+    d.eval()
+    d(torch.randn(1, 3, 64, 64))
+    assert not torch.equal(u0, conv.u)  # released semantics: eval mode iterates too
+    for _ in range(30):
+        w = conv.normalized_weight()
+    sigma = torch.linalg.matrix_norm(w.detach().view(w.shape[0], -1), ord=2)
+    assert abs(sigma.item() - 1.0) < 1e-3
+
+
+def test_stage_count_and_base_size_are_free():
+    from dmgan.models import build_generator as bg
+
+    cfg = preset("small").replace(generator=GeneratorConfig(gf_dim=4, z_dim=8, condition_dim=4,
+                                                            num_stages=3, base_size=16,
+                                                            res_blocks=1, mask_mode="exact"))
+    g = bg(cfg).eval()
+    out = g(torch.randn(2, 8), torch.randn(2, 32), torch.randn(2, 32, 4),
+            torch.zeros(2, 4, dtype=torch.bool))
+    assert [i.shape[-1] for i in out.images] == [16, 32, 64]
+    assert len(build_discriminators(cfg)) == 3
