@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from dmgan.config import DMGANConfig
-from dmgan.nn import Discriminator, Generator, TextEncoder
+from dmgan.nn import Discriminator, Generator, ImageEncoder, TextEncoder
 from dmgan.nn.layers import init_released
 
 
@@ -13,6 +13,11 @@ def build_text_encoder(cfg: DMGANConfig) -> TextEncoder:
     t = cfg.text
     return TextEncoder(vocab_size=t.vocab_size, word_dim=t.word_dim, embed_dim=t.embed_dim,
                        dropout=t.dropout)
+
+
+def build_image_encoder(cfg: DMGANConfig) -> ImageEncoder:
+    """The DAMSM image encoder (Inception-v3 trunk + projections to D)."""
+    return ImageEncoder(embed_dim=cfg.text.embed_dim)
 
 
 def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:

@@ -1,7 +1,8 @@
 """The released DM-GAN files: the only module that knows their key names and layout.
 
 Released checkpoints are plain state dicts (old, pre-zip torch format):
-`netG` (e.g. `bird_DMGAN.pth`), `netD0..2`, and the DAMSM `text_encoder200.pth`.
+`netG` (e.g. `bird_DMGAN.pth`), `netD0..2`, the DAMSM `text_encoder200.pth` and
+`image_encoder200.pth`; also the standard Inception-v3 weight files (torchvision names).
 Each of our modules maps its own keys to the released ones here; loading checks
 that the file and the model agree key for key and shape for shape.
 """
@@ -18,6 +19,7 @@ from torch import nn
 from dmgan.checkpoint import read_weights_only
 from dmgan.errors import CheckpointError
 from dmgan.nn import Discriminator, Generator, TextEncoder
+from dmgan.nn.inception import InceptionTrunk
 
 _SN = {"weight": "weight_bar", "bias": "bias", "u": "weight_u", "v": "weight_v"}
 _STAGE_PARTS = {
@@ -72,6 +74,8 @@ def _namer(module: nn.Module) -> Callable[[str], str]:
         return lambda k: _discriminator_key(k, extra)
     if isinstance(module, TextEncoder):
         return _text_key
+    if isinstance(module, InceptionTrunk):  # image encoder and Inception files: same names
+        return lambda k: k
     raise TypeError(f"no released layout for {type(module).__name__}")
 
 

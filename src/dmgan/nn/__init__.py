@@ -3,6 +3,8 @@
 from dmgan.nn.conditioning import ConditioningAugmentation
 from dmgan.nn.discriminator import Discriminator, DiscriminatorOutput
 from dmgan.nn.generator import Generator, GeneratorOutput
+from dmgan.nn.image_encoder import ImageEncoder
+from dmgan.nn.inception import InceptionV3
 from dmgan.nn.memory import MemoryStage, StageOutput
 from dmgan.nn.text_encoder import TextEncoder, TextEncoding
 
@@ -12,6 +14,8 @@ __all__ = [
     "DiscriminatorOutput",
     "Generator",
     "GeneratorOutput",
+    "ImageEncoder",
+    "InceptionV3",
     "MemoryStage",
     "StageOutput",
     "TextEncoder",

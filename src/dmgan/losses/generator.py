@@ -1,0 +1,51 @@
+"""The full generator loss of the released recipe.
+
+adversarial (every stage) + damsm_weight * (word + sentence DAMSM losses on the last
+stage's image, through the frozen image encoder) + kl_weight * KL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from dmgan.config import LossConfig
+from dmgan.losses.adversarial import generator_adversarial_loss, kl_loss
+from dmgan.losses.damsm import sentence_loss, words_loss
+from dmgan.nn.discriminator import Discriminator
+from dmgan.nn.generator import GeneratorOutput
+from dmgan.nn.text_encoder import TextEncoding
+
+ImageEncoderFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass
+class GeneratorLoss:
+    total: torch.Tensor
+    adversarial: torch.Tensor
+    damsm_words: torch.Tensor  # (w_loss0 + w_loss1) * damsm_weight
+    damsm_sentence: torch.Tensor  # (s_loss0 + s_loss1) * damsm_weight
+    kl: torch.Tensor  # kl_weight * KL
+
+
+def generator_loss(
+    ds: Sequence[Discriminator],
+    out: GeneratorOutput,
+    text: TextEncoding,
+    lengths: torch.Tensor,
+    image_encoder: ImageEncoderFn,
+    loss: LossConfig,
+    class_ids: torch.Tensor | None = None,
+) -> GeneratorLoss:
+    adv = generator_adversarial_loss(ds, out.images, text.sentence)
+    regions, code = image_encoder(out.images[-1])
+    w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,
+                   gamma2=loss.gamma2, gamma3=loss.gamma3)
+    s0, s1 = sentence_loss(code, text.sentence, class_ids, gamma3=loss.gamma3)
+    words_term = (w.loss0 + w.loss1) * loss.damsm_weight
+    sent_term = (s0 + s1) * loss.damsm_weight
+    kl = kl_loss(out.mu, out.logvar) * loss.kl_weight
+    return GeneratorLoss(total=adv + words_term + sent_term + kl, adversarial=adv,
+                         damsm_words=words_term, damsm_sentence=sent_term, kl=kl)

@@ -1,0 +1,41 @@
+"""DAMSM image encoder: Inception-v3 up to Mixed_7c plus two learned projections.
+
+Region features: Mixed_6e (B, 768, 17, 17) through a 1x1 conv -> (B, D, 17, 17).
+Global code: Mixed_7c average-pooled (B, 2048) through a linear layer -> (B, D).
+Parameter names equal the released `image_encoder200.pth`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dmgan.nn.inception import InceptionTrunk
+
+
+class ImageEncoder(InceptionTrunk):
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 256,  # D: size of region features and global code
+    ):
+        super().__init__(fid=False)
+        self.emb_features = nn.Conv2d(768, embed_dim, kernel_size=1, bias=False)
+        self.emb_cnn_code = nn.Linear(2048, embed_dim)
+        nn.init.uniform_(self.emb_features.weight, -0.1, 0.1)
+        nn.init.uniform_(self.emb_cnn_code.weight, -0.1, 0.1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, S, S) in [-1, 1], any S -> regions (B, D, 17, 17), code (B, D)."""
+        x = F.interpolate(images, size=(299, 299), mode="bilinear", align_corners=True)
+        x17 = self.to_mixed_6e(x)
+        x8 = self.to_mixed_7c(x17)
+        code = self.emb_cnn_code(F.avg_pool2d(x8, kernel_size=8).flatten(1))
+        return self.emb_features(x17), code
+
+    def freeze_trunk(self) -> ImageEncoder:
+        """The released recipe trains only the two projections."""
+        for name, p in self.named_parameters():
+            p.requires_grad_(name.startswith("emb_"))
+        return self
