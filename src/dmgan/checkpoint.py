@@ -9,7 +9,6 @@ Writes go to a temporary file in the same folder, then replace the target.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,30 +16,16 @@ import torch
 from torch import nn
 
 from dmgan.config import DMGANConfig
-from dmgan.errors import CheckpointError, DMGANError
+from dmgan.errors import CheckpointError
+from dmgan.fileio import atomic_write
 
 FORMAT = "dmgan-checkpoint"
 FORMAT_VERSION = 1
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise DMGANError(f"output folder does not exist: {folder}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise DMGANError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """torch.save through an atomic write (temporary file, fsync, rename)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def read_weights_only(path: str | os.PathLike) -> Any:

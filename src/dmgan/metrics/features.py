@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from dmgan.errors import DMGANError
+from dmgan.imageio import IMAGE_EXTENSIONS
 from dmgan.nn.inception import InceptionV3
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -64,24 +63,6 @@ def load_inception(path: str | os.PathLike | None, mode: Mode) -> InceptionV3:
         )
     net = InceptionV3(variant=mode.variant)
     return load_released(net, path, what=f"the '{mode.name}' Inception network").eval()
-
-
-def read_image(path: str | os.PathLike) -> PIL.Image.Image:  # noqa: F821
-    """An RGB PIL image; greyscale, RGBA, palette and 16-bit files are converted."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(img, dtype=np.float64)
-                scale = 65535.0 if arr.max() > 255 else 255.0
-                img = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
-            return img.convert("RGB")
-    except FileNotFoundError:
-        raise DMGANError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DMGANError(f"cannot decode image {path}: {exc}") from None
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

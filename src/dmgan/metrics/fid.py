@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from dmgan.errors import DMGANError
+from dmgan.fileio import atomic_write
 
 
 def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,14 +54,7 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> None:
     """Write (mu, sigma) as .npz atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, mu=mu, sigma=sigma)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma))
 
 
 def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,40 @@
+"""Atomic file writes: a temporary file in the target's folder, fsync, then rename.
+
+A crash or a full disk mid-write leaves the previous file intact and no temporary behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from dmgan.errors import DMGANError
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    path = Path(path)
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise DMGANError(f"output folder does not exist: {folder}")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=folder)
+    except OSError as exc:
+        raise DMGANError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise DMGANError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -1,0 +1,31 @@
+"""Reading images from disk: any PIL-readable file -> RGB, with clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from dmgan.errors import DMGANError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> Image.Image:
+    """An RGB PIL image; greyscale, RGBA, palette and 16-bit files are converted.
+
+    16-bit greyscale is scaled to 8 bits (PIL's own conversion would clip it).
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(img, dtype=np.float64)
+                scale = 65535.0 if arr.max() > 255 else 255.0
+                img = Image.fromarray((arr / scale * 255.0).round().astype(np.uint8))
+            return img.convert("RGB")
+    except FileNotFoundError:
+        raise DMGANError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DMGANError(f"cannot decode image {path}: {exc}") from None

@@ -1,0 +1,205 @@
+"""Tokenizer, vocabulary, safe pickles, and the CUB / COCO / custom layouts."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from fixtures import make_coco, make_cub, py2_pickle
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from dmgan import DMGANError
+from dmgan.data.collate import collate
+from dmgan.data.datasets import (
+    DataError,
+    custom_split,
+    load_cub,
+    open_dataset,
+    read_caption_file,
+)
+from dmgan.data.transforms import crop_box, fit_caption, stage_images
+from dmgan.data.vocab import (
+    CaptionError,
+    Vocabulary,
+    load_captions_pickle,
+    safe_unpickle,
+    tokenize,
+)
+
+
+def test_tokenize_as_released():
+    assert tokenize("A Bird, with a RED crown!") == ["a", "bird", "with", "a", "red", "crown"]
+    assert tokenize("café\ufffd\ufffdcolour 3rd") == ["caf", "colour", "3rd"]
+    assert tokenize("日本 ok") == ["ok"]
+
+
+def test_vocabulary_order_encode_and_json(tmp_path):
+    v = Vocabulary.build([["a", "red", "bird"], ["a", "blue", "bird"]])
+    assert v.words == ["<end>", "a", "red", "bird", "blue"]
+    enc = v.encode("A red zebra-bird")
+    assert enc.ids == [1, 2, 3] and enc.unknown == ["zebra"]
+    with pytest.raises(CaptionError, match="zebra"):
+        v.encode("zebra giraffe")
+    with pytest.raises(CaptionError, match="no words"):
+        v.encode(" ,. ")
+    v.save(tmp_path / "vocab.json")
+    assert Vocabulary.load(tmp_path / "vocab.json") == v
+
+
+def test_py2_captions_pickle_loads(tmp_path):
+    ixtoword = {0: "<end>", 1: "a", 2: "bird"}
+    data = py2_pickle([[[1, 2]], [[2]], ixtoword, {v: k for k, v in ixtoword.items()}])
+    (tmp_path / "captions.pickle").write_bytes(data)
+    caps = load_captions_pickle(tmp_path / "captions.pickle")
+    assert caps.train == [[1, 2]] and caps.test == [[2]] and caps.vocab.words == ["<end>", "a", "bird"]
+
+
+@pytest.mark.parametrize("payload", [
+    b"cos\nsystem\n(S'touch PWNED'\ntR.",  # protocol 0 GLOBAL + REDUCE
+    pickle.dumps(__import__("collections").OrderedDict(a=1), protocol=2),
+    b"\x80\x02cbuiltins\neval\nq\x00X\x0b\x00\x00\x00open('x','w')q\x01\x85q\x02Rq\x03.",
+])
+def test_malicious_pickles_are_refused_and_run_nothing(tmp_path, payload, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DMGANError, match="refused"):
+        safe_unpickle(payload, source="captions.pickle")
+    assert list(tmp_path.iterdir()) == []
+    assert safe_unpickle(pickle.dumps([b"x", ("y", 1.5), {"k": None}], protocol=2)) == [
+        b"x", ("y", 1.5), {"k": None}]
+
+
+def test_crop_geometry_on_a_known_box():
+    # box x=10.9, y=20.2, w=40.7, h=30 (floats truncate first) in a 100 x 80 image
+    assert crop_box((10.9, 20.2, 40.7, 30.0), 100, 80) == (0, 5, 60, 65)
+    # r = int(40 * 0.75) = 30, centre (30, 35) -> clipped at the left edge
+    assert crop_box((10, 20, 40, 30), 50, 50) == (0, 5, 50, 50)
+
+
+def test_fit_caption_pads_and_subsamples_in_order():
+    rng = np.random.default_rng(0)
+    ids, n = fit_caption([5, 6, 7], 5, rng)
+    assert ids.tolist() == [5, 6, 7, 0, 0] and n == 3
+    long = list(range(1, 31))
+    ids, n = fit_caption(long, 18, rng)
+    assert n == 18 and len(set(ids.tolist())) == 18 and ids.tolist() == sorted(ids.tolist())
+
+
+def test_stage_images_sizes_and_range():
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (90, 130, 3), dtype=np.uint8))
+    out = stage_images(img, (16, 32, 64), np.random.default_rng(1), augment=True)
+    assert [tuple(o.shape) for o in out] == [(3, 16, 16), (3, 32, 32), (3, 64, 64)]
+    assert all(o.min() >= -1 and o.max() <= 1 for o in out)
+
+
+def test_cub_layout(tmp_path):
+    birds = make_cub(tmp_path)
+    records, vocab = load_cub(birds, "train")
+    assert len(records) == 3 and (birds / "captions.pickle").exists()  # built and cached
+    assert [r.class_id for r in records] == [1, 1, 2]
+    assert records[0].bbox == (11.5, 8.25, 60.75, 41.0)
+    assert all(len(r.captions) == 10 for r in records)
+    assert "caf" in vocab.index and "" not in vocab.index
+    again, vocab2 = load_cub(birds, "train")  # from the cached pickle
+    assert vocab2 == vocab and [r.captions for r in again] == [r.captions for r in records]
+
+    ds = open_dataset(birds, "train", image_sizes=(64, 128, 256), max_words=18)
+    s = ds[1]  # a greyscale image
+    assert [tuple(i.shape) for i in s.images] == [(3, 64, 64), (3, 128, 128), (3, 256, 256)]
+    assert 1 <= s.length <= 18 and s.caption.shape == (18,)
+    assert torch.equal(ds[1].images[0], s.images[0])  # same (seed, epoch, index): same sample
+    ds.set_epoch(1)
+    loader = DataLoader(ds, batch_size=2, collate_fn=collate, num_workers=2)
+    batch = next(iter(loader))
+    assert batch.images[2].shape == (2, 3, 256, 256) and batch.captions.shape == (2, 18)
+    assert batch.class_ids.tolist() == [1, 1]
+
+
+def test_cub_without_class_info_and_with_bad_files(tmp_path):
+    birds = make_cub(tmp_path, with_class_info=False)
+    records, _ = load_cub(birds, "test")
+    assert [r.class_id for r in records] == [0, 1]
+    # a filenames list naming a missing image
+    (birds / "CUB_200_2011" / "images" / f"{records[0].key}.jpg").unlink()
+    with pytest.raises(DataError, match="image not found.*jpg"):
+        load_cub(birds, "test")
+    with pytest.warns(UserWarning, match="skipped 1 of 2"):
+        kept, _ = load_cub(birds, "test", skip_bad=True)
+    assert len(kept) == 1
+
+
+def test_too_few_captions_names_the_file(tmp_path):
+    p = tmp_path / "x.txt"
+    p.write_text("one bird\n\n two birds\n")
+    with pytest.raises(DataError, match=r"x\.txt has 2 captions, 10 expected"):
+        read_caption_file(p, 10)
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    birds = make_cub(tmp_path)
+    records, _ = load_cub(birds, "train")
+    records[0].image.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    ds = open_dataset(birds, "train", image_sizes=(64,), max_words=18)
+    with pytest.raises(DMGANError, match="cannot decode image .*jpg"):
+        ds[0]
+    ds_skip = open_dataset(birds, "train", image_sizes=(64,), max_words=18, skip_bad=True)
+    with pytest.warns(UserWarning, match="skipped sample"):
+        assert ds_skip[0].key == records[1].key
+
+
+def test_coco_layout(tmp_path):
+    coco = make_coco(tmp_path)
+    ds = open_dataset(coco, "test", image_sizes=(32, 64), max_words=12)
+    assert len(ds) == 2 and ds[0].images[1].shape == (3, 64, 64)
+    assert not ds.augment
+    assert ds.records[0].key == "COCO_val2014_000000000000"
+
+
+def test_custom_jsonl_and_txt(tmp_path):
+    root = tmp_path / "mine"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        entry = {"image": f"{i}.png", "captions": [f"a photo number {i}", "something red"]}
+        if i == 0:
+            entry = {"image": "0.png", "caption": "only one", "split": "test", "class": 7}
+        lines.append(json.dumps(entry))
+    (root / "captions.jsonl").write_text("\n".join(lines))
+    test = open_dataset(root, "test", image_sizes=(32,), max_words=8)
+    train = open_dataset(root, "train", image_sizes=(32,), max_words=8)
+    assert len(test) + len(train) == 12
+    expected_test = {"0.png"} | {f"{i}.png" for i in range(1, 12) if custom_split(f"{i}.png") == "test"}
+    assert {r.key for r in test.records} == expected_test
+    assert test.records[0].class_id == 7
+    assert train.vocab == test.vocab and "photo" in train.vocab.index
+
+    (root / "captions.jsonl").unlink()
+    (root / "3.txt").write_text("a green square\n")
+    (root / "sub").mkdir()
+    Image.new("RGBA", (30, 30)).save(root / "sub" / "x.png")
+    (root / "sub" / "x.txt").write_text("an empty square\n")
+    every = [r.key for s in ("train", "test") for r in open_dataset(
+        root, s, image_sizes=(16,), max_words=8).records]
+    assert sorted(every) == ["3.png", "sub/x.png"]
+
+
+def test_custom_bad_jsonl_line(tmp_path):
+    (tmp_path / "captions.jsonl").write_text('{"image": "a.png", "captions": ["x"]}\nnot json\n')
+    with pytest.raises(DataError, match=r"captions\.jsonl:2: not JSON"):
+        open_dataset(tmp_path, "train", image_sizes=(16,), max_words=8)
+
+
+def test_distributed_sampler_splits_the_dataset(tmp_path):
+    from torch.utils.data.distributed import DistributedSampler
+
+    ds = open_dataset(make_cub(tmp_path), "train", image_sizes=(64,), max_words=18)
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
+        seen += list(sampler)
+    assert sorted(set(seen)) == [0, 1, 2]
