@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
+
+import torch
 
 from dmgan.config import PRESETS, preset
 from dmgan.errors import DMGANError
@@ -63,6 +67,127 @@ def cmd_check_released(args: argparse.Namespace) -> None:
         print(f"ok  {label:13s} {path}  ({_count(net):,d} parameters)")
 
 
+def _generate_for_eval(args: argparse.Namespace, out_dir: Path) -> tuple[list, object]:
+    """Images for the test split of --data from --checkpoint; returns (items, model)."""
+    import numpy as np
+
+    from dmgan.api import DMGAN
+    from dmgan.data.datasets import open_dataset
+    from dmgan.evaluate import CaptionedImage
+    from dmgan.imageio import save_image
+
+    model = DMGAN.from_checkpoint(args.checkpoint)
+    cfg = model.config
+    data = open_dataset(args.data, "test", image_sizes=cfg.generator.image_sizes[-1:],
+                        max_words=cfg.text.words_eval)
+    if len(data.vocab) != cfg.text.vocab_size:
+        raise DMGANError(f"the dataset's vocabulary has {len(data.vocab)} words, the checkpoint's "
+                         f"text encoder {cfg.text.vocab_size}: not the data it was trained on")
+    n = min(args.num_images or len(data), len(data))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items, lines = [], []
+    for start in range(0, n, args.batch_size):
+        idx = list(range(start, min(n, start + args.batch_size)))
+        recs = [data.records[i] for i in idx]
+        caps = [r.captions[0][: cfg.text.words_eval] for r in recs]
+        ids = np.zeros((len(caps), max(map(len, caps))), dtype=np.int64)
+        for k, c in enumerate(caps):
+            ids[k, : len(c)] = c
+        out = model.generate(torch.from_numpy(ids), torch.tensor([len(c) for c in caps]),
+                             seed=args.seed + start)
+        for k, i in enumerate(idx):
+            name = f"{i:06d}.png"
+            save_image(out.images[-1][k], out_dir / name)
+            items.append(CaptionedImage(out_dir / name, caps[k], recs[k].class_id))
+            lines.append(json.dumps({"image": name, "caption": data.vocab.decode(caps[k]),
+                                     "class": recs[k].class_id}))
+    (out_dir / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return items, model
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from dmgan.evaluate import append_results, damsm_r_precision, evaluate_folder, format_table
+
+    if bool(args.images) == bool(args.checkpoint):
+        raise DMGANError("give either --images DIR or --checkpoint CKPT with --data DIR")
+    tmp = None
+    items, model = None, None
+    if args.checkpoint:
+        if not args.data:
+            raise DMGANError("--checkpoint needs --data (the dataset whose test captions to use)")
+        images = Path(args.save_images) if args.save_images else Path(
+            tmp := tempfile.mkdtemp(prefix="dmgan-eval-"))
+        items, model = _generate_for_eval(args, images)
+    else:
+        images = Path(args.images)
+
+    r_fn = None
+    if "r_precision" in args.metrics:
+        from dmgan.models import build_image_encoder, build_text_encoder
+        from dmgan.released import load_released
+
+        if not args.image_encoder:
+            raise DMGANError("R-precision needs --image-encoder (the DAMSM image encoder file)")
+        cfg = model.config if model is not None else preset(args.preset)
+        if model is not None:
+            text_encoder = model.text_encoder
+        else:
+            if not (args.text_encoder and args.vocab and args.captions):
+                raise DMGANError("R-precision on a folder needs --captions, --vocab and "
+                                 "--text-encoder (and --preset)")
+            text_encoder = load_released(build_text_encoder(cfg), args.text_encoder,
+                                         what=f"the '{cfg.name}' DAMSM text encoder")
+        image_encoder = load_released(build_image_encoder(cfg), args.image_encoder,
+                                      what=f"the '{cfg.name}' DAMSM image encoder")
+        if items is None:
+            from dmgan.data.vocab import Vocabulary
+            from dmgan.evaluate import read_captions_jsonl
+
+            items = read_captions_jsonl(args.captions, images, Vocabulary.load(args.vocab))
+
+        def r_fn():
+            return damsm_r_precision(items, text_encoder, image_encoder,
+                                     max_words=cfg.text.words_eval, folds=args.folds,
+                                     legacy_off_by_one=args.legacy_off_by_one,
+                                     batch_size=args.batch_size, device=args.device)
+
+    try:
+        rows = evaluate_folder(images, metrics=args.metrics, mode_name=args.mode,
+                               inception_weights=args.inception_weights, ref_stats=args.ref_stats,
+                               real=args.real, batch_size=args.batch_size, device=args.device,
+                               splits=args.splits, cache_dir=args.cache_dir, r_precision_fn=r_fn)
+    finally:
+        if tmp:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(format_table(rows))
+    if args.out:
+        append_results(args.out, rows)
+        print(f"appended {len(rows)} result(s) to {args.out}")
+
+
+def cmd_shapes_oracle(args: argparse.Namespace) -> None:
+    from dmgan.data.oracle import accuracy, load_oracle, save_oracle, train_oracle
+    from dmgan.data.shapes import ShapesDataset
+
+    if args.train:
+        oracle = train_oracle(steps=args.steps, seed=args.seed, log_every=max(1, args.steps // 10))
+        acc = accuracy(oracle, ShapesDataset(split="test", length=args.held_out, image_sizes=(64,)))
+        report = {"held_out_accuracy": acc, "held_out": f"{args.held_out} test-split images, seed 0",
+                  "steps": args.steps, "seed": args.seed}
+        if args.out:
+            save_oracle(oracle, args.out, report=report)
+    else:
+        oracle, report = load_oracle(args.oracle)
+        acc = accuracy(oracle, ShapesDataset(split="test", length=args.held_out, image_sizes=(64,)))
+    print("held-out accuracy of the shapes oracle on real images:")
+    for k, v in acc.items():
+        print(f"  {k:10s} {v:.4f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dmgan import __version__
 
@@ -82,6 +207,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text-encoder", help="released DAMSM text encoder, e.g. text_encoder200.pth")
     s.add_argument("--netD", nargs="+", help="released netD0.pth netD1.pth netD2.pth")
     s.set_defaults(func=cmd_check_released)
+
+    s = sub.add_parser("eval", help="FID, Inception Score and R-precision of generated images")
+    s.add_argument("--images", help="folder of generated images")
+    s.add_argument("--checkpoint", help="generate the images with this dmgan checkpoint ...")
+    s.add_argument("--data", help="... from the test captions of this dataset folder")
+    s.add_argument("--num-images", type=int, help="with --checkpoint: how many (default: all)")
+    s.add_argument("--save-images", help="with --checkpoint: keep the images in this folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--metrics", nargs="+", default=["fid", "is"],
+                   choices=["fid", "is", "r_precision"])
+    s.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "dmgan-legacy"],
+                   help="preprocessing and weights (recorded with every result)")
+    s.add_argument("--inception-weights", help="pt_inception-2015-12-05-*.pth (pytorch-fid) or "
+                   "inception_v3_google-*.pth (dmgan-legacy)")
+    s.add_argument("--ref-stats", help="reference statistics .npz (mu, sigma)")
+    s.add_argument("--real", help="folder of real images (statistics cached)")
+    s.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "dmgan"))
+    s.add_argument("--splits", type=int, default=10, help="Inception Score splits")
+    s.add_argument("--captions", help="R-precision on a folder: captions.jsonl (image, caption, class)")
+    s.add_argument("--vocab", help="R-precision on a folder: vocabulary JSON")
+    s.add_argument("--preset", default="bird", choices=sorted(PRESETS))
+    s.add_argument("--text-encoder", help="DAMSM text encoder (released format)")
+    s.add_argument("--image-encoder", help="DAMSM image encoder (released format)")
+    s.add_argument("--folds", type=int, default=10)
+    s.add_argument("--legacy-off-by-one", action="store_true",
+                   help="reproduce the released R-precision slice (drops a sample per fold)")
+    s.add_argument("--batch-size", type=int, default=50)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", help="append results as JSON lines to this file")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("shapes-oracle", help="accuracy of the shapes oracle (or train a new one)")
+    s.add_argument("--oracle", help="oracle file (default: the bundled one)")
+    s.add_argument("--train", action="store_true", help="train a new oracle")
+    s.add_argument("--steps", type=int, default=3000)
+    s.add_argument("--seed", type=int, default=1234)
+    s.add_argument("--held-out", type=int, default=2000)
+    s.add_argument("--out", help="with --train: save the oracle here")
+    s.set_defaults(func=cmd_shapes_oracle)
     return p
 
 

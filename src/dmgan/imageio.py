@@ -29,3 +29,12 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise DMGANError(f"image not found: {path}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DMGANError(f"cannot decode image {path}: {exc}") from None
+
+
+def save_image(image, path: str | os.PathLike) -> None:
+    """A (3, H, W) tensor in [-1, 1] -> PNG (atomically)."""
+    from dmgan.fileio import atomic_write
+
+    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()
+    pil = Image.fromarray(arr.permute(1, 2, 0).numpy())
+    atomic_write(path, lambda f: pil.save(f, format="PNG"))

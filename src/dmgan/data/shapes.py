@@ -1,0 +1,211 @@
+"""The built-in captioned-shapes dataset: generated from a seed, no files.
+
+Each 64 px image (other sizes scale the same geometry) shows one or two objects on a
+coloured background. An object has a shape, a colour, a size and a position; two
+objects sit at opposite positions (left/right or top/bottom). Captions come from
+several templates with synonyms and varied word order, so the text encoder meets real
+language; the ground truth travels with every sample (Sample.attributes).
+
+Sample i of a split is drawn from numpy's generator seeded with (seed, split, i): the
+same seed gives the same images and captions on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torch.utils.data import Dataset
+
+from dmgan.data.collate import Sample
+from dmgan.data.transforms import fit_caption, to_tensor
+from dmgan.data.vocab import Vocabulary, tokenize
+
+SHAPES = ("circle", "square", "triangle", "diamond")
+COLOURS = {
+    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
+    "yellow": (240, 220, 50), "purple": (140, 60, 170), "orange": (245, 140, 30),
+    "white": (245, 245, 245), "black": (20, 20, 20),
+}
+COLOUR_NAMES = tuple(COLOURS)
+SIZES = ("small", "large")
+POSITIONS = ("left", "right", "top", "bottom", "center")
+PAIRS = (("left", "right"), ("top", "bottom"))
+_ANCHOR = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25),
+           "bottom": (0.5, 0.75), "center": (0.5, 0.5)}
+_RADIUS = {"small": 0.11, "large": 0.19}  # fraction of the image side
+
+_SYN = {
+    "small": ("small", "little", "tiny"),
+    "large": ("large", "big", "huge"),
+    "circle": ("circle", "disk", "round shape"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "diamond": ("diamond", "rhombus"),
+    "left": ("on the left", "at the left side", "to the left"),
+    "right": ("on the right", "at the right side", "to the right"),
+    "top": ("at the top", "in the upper part", "near the top edge"),
+    "bottom": ("at the bottom", "in the lower part", "near the bottom edge"),
+    "center": ("in the center", "in the middle"),
+}
+_ONE = (
+    "a {size} {colour} {shape} {pos} on a {bg} background",
+    "{pos} there is a {size} {colour} {shape} on {bg}",
+    "the picture shows a {colour} {shape} that is {size} {pos} with a {bg} background",
+    "on a {bg} background a {size} {colour} {shape} sits {pos}",
+    "a {colour} {size} {shape} {pos} against {bg}",
+)
+_TWO = (
+    "a {size} {colour} {shape} {pos} and a {size2} {colour2} {shape2} {pos2} on a {bg} background",
+    "{pos} a {size} {colour} {shape} and {pos2} a {size2} {colour2} {shape2} against {bg}",
+    "there is a {colour} {shape} that is {size} {pos} and a {colour2} {shape2} that is {size2} {pos2}"
+    " with a {bg} background",
+)
+SPLIT_IDS = {"train": 0, "test": 1}
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    shape: str
+    colour: str
+    size: str
+    position: str
+
+
+@dataclass(frozen=True)
+class Scene:
+    objects: tuple[ShapeObject, ...]
+    background: str
+
+    def as_dict(self) -> dict:
+        return {"background": self.background,
+                "objects": [vars(o) | {} for o in self.objects]}
+
+
+def vocabulary() -> Vocabulary:
+    """Every word the templates can produce, sorted: fixed for every seed and split."""
+    words: set[str] = set(COLOUR_NAMES) | {"an"}
+    for options in _SYN.values():
+        for phrase in options:
+            words.update(tokenize(phrase))
+    for template in _ONE + _TWO:
+        words.update(w for w in tokenize(template.replace("{", " ").replace("}", " "))
+                     if w not in {"size", "colour", "shape", "pos", "bg", "size2", "colour2",
+                                  "shape2", "pos2"})
+    return Vocabulary(["<end>", *sorted(words)])
+
+
+def sample_scene(rng: np.random.Generator, max_objects: int = 2) -> Scene:
+    n = 1 if max_objects == 1 or rng.random() < 0.5 else 2
+    positions = ([POSITIONS[rng.integers(len(POSITIONS))]] if n == 1
+                 else list(PAIRS[rng.integers(len(PAIRS))]))
+    if n == 2 and rng.random() < 0.5:
+        positions.reverse()
+    objects, used = [], set()
+    for pos in positions:
+        colour = COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
+        used.add(colour)
+        objects.append(ShapeObject(SHAPES[rng.integers(len(SHAPES))], colour,
+                                   SIZES[rng.integers(len(SIZES))], pos))
+    backgrounds = [c for c in COLOUR_NAMES if c not in used]
+    return Scene(tuple(objects), backgrounds[rng.integers(len(backgrounds))])
+
+
+def describe(scene: Scene, rng: np.random.Generator) -> str:
+    def pick(key: str) -> str:
+        options = _SYN.get(key, (key,))
+        return options[rng.integers(len(options))]
+
+    o = scene.objects
+    text = _fill(scene, o, pick, rng)
+    return re.sub(r"\ba (?=[aeiou])", "an ", text)
+
+
+def _fill(scene: Scene, o: tuple[ShapeObject, ...], pick, rng: np.random.Generator) -> str:
+    fields = {"size": pick(o[0].size), "colour": o[0].colour, "shape": pick(o[0].shape),
+              "pos": pick(o[0].position), "bg": scene.background}
+    if len(o) == 1:
+        return _ONE[rng.integers(len(_ONE))].format(**fields)
+    fields |= {"size2": pick(o[1].size), "colour2": o[1].colour, "shape2": pick(o[1].shape),
+               "pos2": pick(o[1].position)}
+    return _TWO[rng.integers(len(_TWO))].format(**fields)
+
+
+def render(scene: Scene, size: int, rng: np.random.Generator | None = None) -> Image.Image:
+    """Draw at 4x and downsample (anti-aliased). rng jitters positions by up to 4% of the side."""
+    big = size * 4
+    img = Image.new("RGB", (big, big), COLOURS[scene.background])
+    draw = ImageDraw.Draw(img)
+    for obj in scene.objects:
+        ax, ay = _ANCHOR[obj.position]
+        if rng is not None:
+            ax, ay = ax + rng.uniform(-0.04, 0.04), ay + rng.uniform(-0.04, 0.04)
+        cx, cy, r = ax * big, ay * big, _RADIUS[obj.size] * big
+        fill = COLOURS[obj.colour]
+        if obj.shape == "circle":
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
+        elif obj.shape == "square":
+            s = r * 0.9
+            draw.rectangle((cx - s, cy - s, cx + s, cy + s), fill=fill)
+        elif obj.shape == "triangle":
+            draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=fill)
+        else:
+            draw.polygon([(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)], fill=fill)
+    return img.resize((size, size), Image.BOX)
+
+
+def class_id(scene: Scene) -> int:
+    """Scenes with the same attributes share a class (DAMSM negatives skip them)."""
+    key = repr(scene.as_dict()).encode()
+    return int(hashlib.sha1(key).hexdigest()[:7], 16)
+
+
+class ShapesDataset(Dataset):
+    """`length` generated samples of one split; images at every stage size, in [-1, 1]."""
+
+    def __init__(
+        self,
+        *,
+        split: str = "train",
+        length: int = 10000,
+        image_sizes: Sequence[int] = (16, 32, 64),
+        max_words: int = 24,
+        max_objects: int = 2,
+        seed: int = 0,
+    ):
+        if split not in SPLIT_IDS:
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        self.split, self.length, self.seed = split, length, seed
+        self.image_sizes, self.max_words, self.max_objects = tuple(image_sizes), max_words, max_objects
+        self.vocab = vocabulary()
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # only the word subsampling of over-long captions uses it
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scene(self, index: int) -> tuple[Scene, str, np.random.Generator]:
+        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
+        scene = sample_scene(rng, self.max_objects)
+        return scene, describe(scene, rng), rng
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        scene, caption, rng = self.scene(index)
+        img = render(scene, self.image_sizes[-1], rng)
+        images = [to_tensor(img if s == self.image_sizes[-1] else img.resize((s, s), Image.BILINEAR))
+                  for s in self.image_sizes]
+        ids = self.vocab.encode_tokens(tokenize(caption)).ids
+        words, length = fit_caption(ids, self.max_words,
+                                    np.random.default_rng([self.seed, self.epoch, index]))
+        return Sample(images=images, caption=torch.from_numpy(words), length=length,
+                      class_id=class_id(scene), key=f"shapes-{self.split}-{index}",
+                      attributes=scene.as_dict() | {"caption": caption})
