@@ -75,3 +75,26 @@ def test_corrupt_file(tmp_path):
     bad.write_bytes(b"\x80\x02garbage")
     res = _dmgan("check-released", "--preset", "small", "--netG", str(bad))
     assert res.returncode == 2 and "cannot read" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_readme_data_example(tmp_path):
+    from fixtures import make_cub
+
+    text = (ROOT / "README.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+    assert 'open_dataset("birds"' in code
+    birds = make_cub(tmp_path, n_train=3)
+    code = code.replace('"birds"', repr(str(birds))).replace("batch_size=10", "batch_size=2")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["batch"].images[-1].shape == (2, 3, 256, 256)
+
+
+def test_readme_eval_example_names_real_flags():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(dmgan eval .*?)```", text, re.S).group(1)
+    args = shlex.split(block.replace("\\\n", " "))
+    from dmgan.cli import build_parser
+
+    ns = build_parser().parse_args(args[1:])
+    assert ns.metrics == ["fid", "is"] and ns.ref_stats == "bird_val.npz"

@@ -177,7 +177,8 @@ def cmd_shapes_oracle(args: argparse.Namespace) -> None:
         oracle = train_oracle(steps=args.steps, seed=args.seed, log_every=max(1, args.steps // 10))
         acc = accuracy(oracle, ShapesDataset(split="test", length=args.held_out, image_sizes=(64,)))
         report = {"held_out_accuracy": acc, "held_out": f"{args.held_out} test-split images, seed 0",
-                  "steps": args.steps, "seed": args.seed}
+                  "steps": args.steps, "batch_size": 64, "lr": 2e-3, "seed": args.seed,
+                  "command": " ".join(["dmgan", *sys.argv[1:]])}
         if args.out:
             save_oracle(oracle, args.out, report=report)
     else:

@@ -14,6 +14,12 @@ from typing import BinaryIO
 from dmgan.errors import DMGANError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
     folder = path.resolve().parent
@@ -28,6 +34,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as exc:
         raise DMGANError(f"cannot write {path}: {exc.strerror or exc}") from None

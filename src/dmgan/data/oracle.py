@@ -109,7 +109,7 @@ def accuracy(oracle: ShapesOracle, dataset: ShapesDataset, *, batch_size: int = 
     return {k: sum(v) / len(v) for k, v in totals.items()}
 
 
-def train_oracle(*, steps: int = 1500, batch_size: int = 64, lr: float = 1e-3, seed: int = 1234,
+def train_oracle(*, steps: int = 3000, batch_size: int = 64, lr: float = 2e-3, seed: int = 1234,
                  log_every: int = 0) -> ShapesOracle:
     """Trains on freshly generated real images (a seed of its own, not the data splits)."""
     from torch.utils.data import DataLoader
