@@ -52,7 +52,7 @@ def bench_fid(dim: int, repeats: int) -> dict:
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
 
     def scipy_route() -> float:
-        covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+        covmean = linalg.sqrtm(s1 @ s2)
         d = mu1 - mu2
         return float(d @ d + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean.real))
 
