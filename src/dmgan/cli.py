@@ -189,6 +189,105 @@ def cmd_shapes_oracle(args: argparse.Namespace) -> None:
         print(f"  {k:10s} {v:.4f}")
 
 
+def _config_for(args: argparse.Namespace):
+    """The preset, with the vocabulary size of --data when it differs (custom datasets)."""
+    import dataclasses
+
+    cfg = preset(args.preset)
+    if getattr(args, "vocab_size", None):
+        cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=args.vocab_size))
+    if getattr(args, "batch_size", None):
+        cfg = cfg.replace(train=dataclasses.replace(cfg.train, batch_size=args.batch_size),
+                          damsm=dataclasses.replace(cfg.damsm, batch_size=args.batch_size))
+    if getattr(args, "no_memory", False):
+        cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
+    return cfg
+
+
+def cmd_pretrain_damsm(args: argparse.Namespace) -> None:
+    from dmgan.train.damsm import pretrain_damsm
+
+    result = pretrain_damsm(_config_for(args), data=args.data, out=Path(args.out),
+                            epochs=args.epochs, minutes=args.minutes, max_steps=args.max_steps,
+                            seed=args.seed, device=args.device, workers=args.workers)
+    print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f})")
+
+
+def _train_options(args: argparse.Namespace, **over):
+    from dmgan.train.gan import TrainOptions
+
+    return TrainOptions(
+        data=args.data, out=Path(args.out), damsm=Path(args.damsm) if args.damsm else None,
+        resume=args.resume, max_steps=args.max_steps, minutes=args.minutes, seed=args.seed,
+        device=args.device, amp=args.amp, compile=args.compile,
+        channels_last=None if args.channels_last == "auto" else args.channels_last == "on",
+        workers=args.workers, log_every=args.log_every, sample_every=args.sample_every,
+        ckpt_every=args.ckpt_every, keep=args.keep, tensorboard=args.tensorboard, **over)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from dmgan.train.gan import train_gan
+
+    if args.resume and not Path(args.out).is_dir():
+        raise DMGANError(f"--resume: run folder not found: {args.out}")
+    result = train_gan(_config_for(args), _train_options(args))
+    if result.last_checkpoint is not None:
+        print(f"step {result.step}; last checkpoint {result.last_checkpoint}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from dmgan.models import build_generator
+    from dmgan.train.damsm import pretrain_damsm
+    from dmgan.train.gan import train_gan
+    from dmgan.train.report import shapes_accuracy
+
+    cfg = _config_for(argparse.Namespace(preset="shapes", no_memory=args.no_memory))
+    run = Path(args.out)
+    damsm_min, gan_min = args.minutes * 0.2, args.minutes * 0.72
+    print(f"demo: {args.minutes} min budget: DAMSM {damsm_min:.1f} min, DM-GAN {gan_min:.1f} min, "
+          f"then the oracle's report", flush=True)
+    damsm = pretrain_damsm(cfg, data="shapes", out=run / "damsm", minutes=damsm_min,
+                           seed=args.seed, workers=args.workers)
+    args.data, args.damsm, args.resume, args.max_steps = "shapes", str(damsm.path), False, None
+    args.minutes_gan = gan_min
+    opts = _train_options(args)
+    opts.minutes = gan_min
+    result = train_gan(cfg, opts)
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.train.damsm import load_damsm
+
+    _, payload = load_checkpoint(result.last_checkpoint)
+    text_encoder = load_damsm(damsm.path, cfg)[0]
+    report = {"minutes": args.minutes, "steps": result.step, "memory": not args.no_memory,
+              "damsm_test_r_at_1": damsm.r_at_1}
+    for name in ("generator_ema", "generator"):
+        g = build_generator(cfg, init=False)
+        g.load_state_dict(payload["networks"][name])
+        report[name] = shapes_accuracy(g, text_encoder, n=args.judge, seed=args.seed)
+    (run / "report.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    samples = sorted((run / "samples").glob("step-*.png"))
+    if samples:
+        print(f"sample grid: {samples[-1]}")
+
+
+def _add_train_flags(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    s.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    s.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    s.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
+    s.add_argument("--workers", type=int, default=2, help="data loader processes")
+    s.add_argument("--log-every", type=int, default=50)
+    s.add_argument("--sample-every", type=int, default=500)
+    s.add_argument("--ckpt-every", type=int, default=500)
+    s.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    s.add_argument("--tensorboard", action="store_true")
+    s.add_argument("--minutes", type=float, help="stop after this much time")
+    s.add_argument("--no-memory", action="store_true",
+                   help="ablation: memory stages pass image features straight through")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from dmgan import __version__
 
@@ -238,6 +337,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", help="append results as JSON lines to this file")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("pretrain-damsm", help="train the DAMSM text and image encoders")
+    s.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    s.add_argument("--data", required=True, help="'shapes' (built in) or a dataset folder")
+    s.add_argument("--out", required=True, help="folder for damsm.pt and its log")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--minutes", type=float)
+    s.add_argument("--max-steps", type=int)
+    s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=cmd_pretrain_damsm)
+
+    s = sub.add_parser("train", help="train DM-GAN (the released recipe)")
+    s.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    s.add_argument("--data", required=True, help="'shapes' (built in) or a dataset folder")
+    s.add_argument("--damsm", help="DAMSM checkpoint from dmgan pretrain-damsm")
+    s.add_argument("--out", required=True, help="run folder")
+    s.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
+    s.add_argument("--max-steps", type=int)
+    s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
+    s.add_argument("--batch-size", type=int)
+    _add_train_flags(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("demo", help="the built-in shapes data: pre-train DAMSM, train DM-GAN, "
+                       "report attribute accuracy (about --minutes on 2 CPU cores)")
+    s.add_argument("--out", default="runs/demo")
+    s.add_argument("--judge", type=int, default=500, help="held-out captions judged")
+    _add_train_flags(s)
+    s.set_defaults(func=cmd_demo, minutes=15.0)
 
     s = sub.add_parser("shapes-oracle", help="accuracy of the shapes oracle (or train a new one)")
     s.add_argument("--oracle", help="oracle file (default: the bundled one)")

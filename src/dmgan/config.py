@@ -40,6 +40,9 @@ class GeneratorConfig:
     # interleaved across the batch; bit-faithful to the released weights);
     # "exact": each sample masks its own padding.
     mask_mode: str = "released"
+    # False: the ablation "no dynamic memory": each stage passes its image features straight
+    # to its residual blocks (writing and response gates unused)
+    memory: bool = True
 
     @property
     def image_sizes(self) -> tuple[int, ...]:
@@ -70,6 +73,9 @@ class TrainConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
+    # decay at step t is min(ema_decay, (1 + t) / (10 + t)) when True: an EMA that is useful
+    # in short runs (the released recipe uses the fixed decay from step 0)
+    ema_warmup: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,10 @@ class DamsmConfig:
     lr_decay: float = 0.98  # per epoch while lr > lr_floor
     lr_floor: float = 2e-4
     rnn_grad_clip: float = 0.25
+    # "inception": the released Inception-v3 encoder (trunk frozen, projections trained);
+    # "cnn": a small CNN trained from scratch (for the built-in shapes data)
+    image_encoder: str = "inception"
+    cnn_width: int = 32  # channels of the first conv of the "cnn" encoder
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (cfg.damsm.batch_size > 0, "damsm.batch_size must be > 0"),
+        (cfg.damsm.image_encoder in ("inception", "cnn"),
+         "damsm.image_encoder must be 'inception' or 'cnn'"),
     ]
     for ok, message in checks:
         if not ok:
@@ -210,8 +222,9 @@ def _shapes() -> DMGANConfig:
                                   base_size=16, res_blocks=1, mask_mode="exact"),
         discriminator=DiscriminatorConfig(df_dim=16),
         loss=LossConfig(damsm_weight=1.0),
-        train=TrainConfig(batch_size=32, epochs=100),
-        damsm=DamsmConfig(batch_size=64, epochs=20, image_size=64, words=30),
+        train=TrainConfig(batch_size=32, epochs=100, ema_warmup=True),
+        damsm=DamsmConfig(batch_size=64, epochs=20, image_size=64, words=30, lr=2e-3,
+                          image_encoder="cnn"),
     )
 
 

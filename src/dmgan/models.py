@@ -6,6 +6,7 @@ from torch import nn
 
 from dmgan.config import DMGANConfig
 from dmgan.nn import Discriminator, Generator, ImageEncoder, TextEncoder
+from dmgan.nn.image_encoder import SmallImageEncoder
 from dmgan.nn.layers import init_released
 
 
@@ -15,8 +16,11 @@ def build_text_encoder(cfg: DMGANConfig) -> TextEncoder:
                        dropout=t.dropout)
 
 
-def build_image_encoder(cfg: DMGANConfig) -> ImageEncoder:
-    """The DAMSM image encoder (Inception-v3 trunk + projections to D)."""
+def build_image_encoder(cfg: DMGANConfig) -> ImageEncoder | SmallImageEncoder:
+    """The DAMSM image encoder: Inception-v3 trunk + projections to D, or a small CNN."""
+    if cfg.damsm.image_encoder == "cnn":
+        return SmallImageEncoder(embed_dim=cfg.text.embed_dim, width=cfg.damsm.cnn_width,
+                                 image_size=cfg.damsm.image_size)
     return ImageEncoder(embed_dim=cfg.text.embed_dim)
 
 
@@ -24,7 +28,8 @@ def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:
     g = cfg.generator
     net = Generator(embed_dim=cfg.text.embed_dim, gf_dim=g.gf_dim, z_dim=g.z_dim,
                     condition_dim=g.condition_dim, num_stages=g.num_stages,
-                    base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode)
+                    base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode,
+                    use_memory=g.memory)
     if init:
         init_released(net)
     return net

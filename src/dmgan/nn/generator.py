@@ -59,6 +59,7 @@ class Generator(nn.Module):
         base_size: int = 64,  # resolution of the first image
         res_blocks: int = 2,  # residual blocks per memory stage
         mask_mode: str = "released",  # see MemoryStage
+        use_memory: bool = True,  # False: the no-memory ablation (see MemoryStage)
     ):
         super().__init__()
         self.z_dim = z_dim
@@ -67,7 +68,7 @@ class Generator(nn.Module):
                                     base_size=base_size)
         self.stages = nn.ModuleList(
             MemoryStage(gf_dim=gf_dim, embed_dim=embed_dim, res_blocks=res_blocks,
-                        mask_mode=mask_mode)
+                        mask_mode=mask_mode, use_memory=use_memory)
             for _ in range(num_stages - 1)
         )
         self.to_rgb = nn.ModuleList(conv3x3(gf_dim, 3) for _ in range(num_stages))

@@ -39,3 +39,44 @@ class ImageEncoder(InceptionTrunk):
         for name, p in self.named_parameters():
             p.requires_grad_(name.startswith("emb_"))
         return self
+
+
+class SmallImageEncoder(nn.Module):
+    """A small CNN DAMSM image encoder, trained from scratch (for small synthetic data).
+
+    Region features keep an 8 x 8 grid; the global code reads the flattened 4 x 4 map
+    (not a global pool), so both carry where things are, not only what.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int,  # D
+        width: int = 32,  # channels of the first conv
+        image_size: int = 64,  # inputs are resized to this
+    ):
+        super().__init__()
+        self.image_size = image_size
+        w = width
+
+        def block(a: int, b: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(a, b, 3, stride=2, padding=1), nn.BatchNorm2d(b),
+                                 nn.LeakyReLU(0.2))
+
+        self.to_regions = nn.Sequential(block(3, w), block(w, 2 * w), block(2 * w, 4 * w))
+        self.to_global = block(4 * w, 4 * w)
+        self.emb_features = nn.Conv2d(4 * w, embed_dim, kernel_size=1, bias=False)
+        self.emb_cnn_code = nn.Linear(4 * w * 16, embed_dim)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """images (B, 3, S, S) in [-1, 1] -> regions (B, D, 8, 8), code (B, D)."""
+        if images.shape[-1] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
+                                   align_corners=False)
+        x = self.to_regions(images)
+        x = F.adaptive_avg_pool2d(x, 8)
+        code = self.emb_cnn_code(F.adaptive_avg_pool2d(self.to_global(x), 4).flatten(1))
+        return self.emb_features(x), code
+
+    def freeze_trunk(self) -> SmallImageEncoder:
+        return self  # everything is trained

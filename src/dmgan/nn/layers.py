@@ -66,7 +66,7 @@ class SNConv2d(nn.Module):
         self.register_buffer("v", _l2_normalize(torch.randn(width)))
 
     def normalized_weight(self) -> torch.Tensor:
-        w = self.weight.view(self.weight.shape[0], -1)
+        w = self.weight.reshape(self.weight.shape[0], -1)
         with torch.no_grad():
             v = _l2_normalize(w.t().mv(self.u))
             u = _l2_normalize(w.mv(v))

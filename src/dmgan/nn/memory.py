@@ -49,11 +49,13 @@ class MemoryStage(nn.Module):
         embed_dim: int,  # D: word-feature size
         res_blocks: int,  # residual blocks after the response gate
         mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
+        use_memory: bool = True,  # False: image features go straight to the residual blocks
     ):
         super().__init__()
         if mask_mode not in ("released", "exact"):
             raise ValueError(f"mask_mode must be 'released' or 'exact', got {mask_mode!r}")
         self.mask_mode = mask_mode
+        self.use_memory = use_memory
         mem = gf_dim * 2  # memory slot size
         self.word_gate = nn.Linear(embed_dim, 1, bias=False)  # writing gate, word part
         self.image_gate = nn.Linear(gf_dim, 1, bias=False)  # writing gate, image part
@@ -71,6 +73,11 @@ class MemoryStage(nn.Module):
         if words.shape[0] != b or mask.shape != (b, words.shape[2]):
             raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do not "
                              f"fit image features {tuple(h.shape)}")
+        if not self.use_memory:
+            out = self.upsample(self.residual(torch.cat((h, h), dim=1)))
+            return StageOutput(features=out, attention=h.new_zeros(b, words.shape[2], height, width),
+                               writing_gate=h.new_zeros(b, 1, words.shape[2]),
+                               response_gate=h.new_zeros(b, 1, height, width))
 
         # Memory writing: the gate sees each word and the pooled image (no gradient to it).
         pooled = h.mean(dim=(2, 3)).detach()  # (B, C)

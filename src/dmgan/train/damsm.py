@@ -1,0 +1,144 @@
+"""DAMSM pre-training: the text and image encoders learn to match words with image regions
+and sentences with images (the released recipe: Adam 2e-3, betas (0.5, 0.999), lr x0.98
+per epoch while above 2e-4, RNN gradient norm clipped at 0.25)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
+from dmgan.config import DMGANConfig
+from dmgan.data.collate import collate
+from dmgan.errors import CheckpointError, DMGANError
+from dmgan.losses import sentence_loss, words_loss
+from dmgan.models import build_image_encoder, build_text_encoder
+from dmgan.train.common import Clock, JsonLog, check_vocab, make_dataset
+
+
+@dataclass
+class DamsmResult:
+    path: Path
+    steps: int
+    r_at_1: float  # caption -> image retrieval among 100 test candidates (chance 0.01)
+
+
+def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
+    caps, lens = batch.captions.to(device), batch.lengths.to(device)
+    text = text_encoder(caps, lens)
+    regions, code = image_encoder(batch.images[-1].to(device))
+    lo = cfg.loss
+    w = words_loss(regions, text.words, lens, batch.class_ids.to(device), gamma1=lo.gamma1,
+                   gamma2=lo.gamma2, gamma3=lo.gamma3)
+    s0, s1 = sentence_loss(code, text.sentence, batch.class_ids.to(device), gamma3=lo.gamma3)
+    return w.loss0 + w.loss1, s0 + s1
+
+
+@torch.no_grad()
+def retrieval_r1(text_encoder, image_encoder, dataset, *, device, chunk: int = 100,
+                 limit: int = 1000) -> float:
+    """R@1 of caption -> image retrieval, within chunks of `chunk` test samples."""
+    text_encoder.eval()
+    image_encoder.eval()
+    hits, total = 0, 0
+    n = min(len(dataset), limit)
+    for start in range(0, n - chunk + 1 if n >= chunk else 1, chunk):
+        batch = collate([dataset[i] for i in range(start, min(n, start + chunk))])
+        sent = text_encoder(batch.captions.to(device), batch.lengths.to(device)).sentence
+        code = image_encoder(batch.images[-1].to(device))[1]
+        sim = torch.nn.functional.normalize(sent, dim=1) @ torch.nn.functional.normalize(code, dim=1).t()
+        hits += int((sim.argmax(1) == torch.arange(len(sim), device=device)).sum())
+        total += len(sim)
+    return hits / max(1, total)
+
+
+def pretrain_damsm(
+    cfg: DMGANConfig,
+    *,
+    data: str,
+    out: Path,
+    epochs: int | None = None,
+    minutes: float | None = None,
+    max_steps: int | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    workers: int = 0,
+    log_every: int = 50,
+) -> DamsmResult:
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    d = cfg.damsm
+    sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
+    train = make_dataset(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
+    test = make_dataset(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
+    check_vocab(cfg, train.vocab)
+    text_encoder = build_text_encoder(cfg).to(dev)
+    image_encoder = build_image_encoder(cfg).freeze_trunk().to(dev)
+    params = list(text_encoder.parameters()) + [
+        p for p in image_encoder.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=d.lr, betas=(0.5, 0.999))
+    out.mkdir(parents=True, exist_ok=True)
+    log = JsonLog(out / "damsm-log.jsonl", True)
+    clock, step, lr = Clock(minutes), 0, d.lr
+    epochs = epochs if epochs is not None else d.epochs
+    done = False
+    for epoch in range(epochs):
+        train.set_epoch(epoch)
+        g = torch.Generator().manual_seed(seed * 7919 + epoch)
+        loader = DataLoader(train, batch_size=d.batch_size, shuffle=True, generator=g,
+                            drop_last=True, collate_fn=collate, num_workers=workers)
+        text_encoder.train()
+        image_encoder.train()
+        t0 = time.perf_counter()
+        for batch in loader:
+            w_loss, s_loss = _damsm_losses(text_encoder, image_encoder, batch, cfg, dev)
+            loss = w_loss + s_loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), d.rnn_grad_clip)
+            opt.step()
+            step += 1
+            if step % log_every == 0:
+                rate = log_every * d.batch_size / (time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                log.write({"step": step, "epoch": epoch, "w_loss": w_loss.item(),
+                           "s_loss": s_loss.item(), "lr": lr, "images_per_s": round(rate, 1)})
+                print(f"damsm step {step} epoch {epoch} words {w_loss.item():.3f} "
+                      f"sentence {s_loss.item():.3f} {rate:.0f} img/s", flush=True)
+            if clock.out_of_time() or (max_steps is not None and step >= max_steps):
+                done = True
+                break
+        if done:
+            break
+        if lr > d.lr_floor:
+            lr *= d.lr_decay
+            for group in opt.param_groups:
+                group["lr"] = lr
+    r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev)
+    log.write({"step": step, "test_r_at_1": r1})
+    print(f"damsm: {step} steps, test R@1 (caption -> image among 100) = {r1:.3f}", flush=True)
+    path = out / "damsm.pt"
+    save_checkpoint(path, config=cfg, networks={"text_encoder": text_encoder,
+                                                "image_encoder": image_encoder},
+                    kind="damsm", step=step, vocab=list(train.vocab.words), test_r_at_1=r1)
+    return DamsmResult(path, step, r1)
+
+
+def load_damsm(path: str | Path, cfg: DMGANConfig):
+    """(text_encoder, image_encoder, vocab words) from a DAMSM checkpoint, frozen, eval."""
+    dcfg, payload = load_checkpoint(path)
+    if payload.get("kind") != "damsm":
+        raise CheckpointError(f"{path} is not a DAMSM checkpoint (made by dmgan pretrain-damsm)")
+    if dcfg.text != cfg.text or dcfg.damsm.image_encoder != cfg.damsm.image_encoder:
+        raise DMGANError(f"{path} was trained for preset '{dcfg.name}' with other text/encoder "
+                         f"settings than '{cfg.name}'")
+    te, ie = build_text_encoder(cfg), build_image_encoder(cfg)
+    load_network(te, payload, "text_encoder", str(path))
+    load_network(ie, payload, "image_encoder", str(path))
+    for net in (te, ie):
+        net.eval().requires_grad_(False)
+    return te, ie, payload.get("vocab")

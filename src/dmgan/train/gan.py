@@ -1,0 +1,335 @@
+"""DM-GAN training: one loop in labelled phases (fetch data, update D, update G, update EMA,
+log, snapshot), the released recipe, exact resume, mixed precision, many processes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dmgan.config import DMGANConfig
+from dmgan.data.collate import collate
+from dmgan.errors import DMGANError
+from dmgan.losses import discriminator_loss, generator_loss
+from dmgan.models import build_discriminators, build_generator
+from dmgan.train.common import (
+    Clock,
+    JsonLog,
+    Runtime,
+    autocast,
+    average_gradients,
+    broadcast_state,
+    check_amp,
+    check_vocab,
+    epoch_batches,
+    latest_checkpoint,
+    make_dataset,
+    rng_state,
+    save_run_checkpoint,
+    set_rng_state,
+    setup_runtime,
+    write_config,
+)
+from dmgan.train.damsm import load_damsm
+
+
+@dataclass
+class TrainOptions:
+    data: str  # "shapes" or a dataset folder
+    out: Path  # run folder
+    damsm: Path | None = None  # DAMSM checkpoint (dmgan pretrain-damsm)
+    resume: bool = False
+    max_steps: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "off"
+    compile: bool = False
+    channels_last: bool | None = None  # None: on for CPU and CUDA convs
+    workers: int = 2
+    log_every: int = 50
+    sample_every: int = 500
+    ckpt_every: int = 500
+    keep: int = 3
+    samples: int = 8
+    progress: bool | None = None  # None: a bar when stderr is a terminal
+    tensorboard: bool = False
+    stop_at_step: int | None = None  # for tests: stop (as if killed) after this step
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    step: int
+    run: Path
+    last_checkpoint: Path | None
+
+
+class EMA:
+    """Exponential moving average of G's parameters; buffers copied from G."""
+
+    def __init__(self, net: torch.nn.Module, decay: float, warmup: bool):
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.decay, self.warmup = decay, warmup
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+        for e, p in zip(self.net.parameters(), net.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - d)
+        for e, b in zip(self.net.buffers(), net.buffers(), strict=True):
+            e.copy_(b)
+
+
+def _sample_inputs(dataset, n: int, cfg: DMGANConfig, seed: int):
+    batch = collate([dataset[i] for i in range(min(n, len(dataset)))])
+    noise = torch.randn(len(batch.keys), cfg.generator.z_dim,
+                        generator=torch.Generator().manual_seed(seed + 999))
+    return batch, noise
+
+
+def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
+    rt = setup_runtime(opts.device)
+    check_amp(opts.amp, rt)
+    dev = rt.device
+    run = Path(opts.out)
+    if rt.main:
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "samples").mkdir(exist_ok=True)
+    channels_last = (dev.type in ("cpu", "cuda")) if opts.channels_last is None else opts.channels_last
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+
+    # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
+    torch.manual_seed(opts.seed)
+    train = make_dataset(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
+    test = make_dataset(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
+    check_vocab(cfg, train.vocab)
+    if opts.damsm is None:
+        raise DMGANError("training needs the DAMSM encoders: pass --damsm (see dmgan pretrain-damsm)")
+    text_encoder, image_encoder, vocab_words = load_damsm(opts.damsm, cfg)
+    if vocab_words is not None and vocab_words != train.vocab.words:
+        raise DMGANError(f"{opts.damsm} was trained on another vocabulary than {opts.data}'s")
+    text_encoder.to(dev)
+    image_encoder.to(dev, memory_format=fmt)
+    g = build_generator(cfg).to(dev, memory_format=fmt)
+    ds = build_discriminators(cfg).to(dev, memory_format=fmt)
+    broadcast_state(g, rt)
+    broadcast_state(ds, rt)
+    ema = EMA(g, cfg.train.ema_decay, cfg.train.ema_warmup)
+    tr = cfg.train
+    opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, betas=(tr.beta1, tr.beta2))
+    opt_ds = [torch.optim.Adam(d.parameters(), lr=tr.lr_d, betas=(tr.beta1, tr.beta2)) for d in ds]
+    scaler = torch.amp.GradScaler("cuda", enabled=opts.amp == "fp16")
+    noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
+    step, epoch, batch_in_epoch = 0, 0, 0
+
+    if opts.resume:
+        found = latest_checkpoint(run, cfg.name)
+        if found is None:
+            raise DMGANError(f"--resume: no usable checkpoint in {run}")
+        _, payload, path = found
+        nets = payload["networks"]
+        g.load_state_dict(nets["generator"])
+        ema.net.load_state_dict(nets["generator_ema"])
+        for i, d in enumerate(ds):
+            d.load_state_dict(nets[f"discriminator{i}"])
+        opt_g.load_state_dict(payload["optimizers"]["generator"])
+        for i, o in enumerate(opt_ds):
+            o.load_state_dict(payload["optimizers"][f"discriminator{i}"])
+        step, epoch, batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
+        states = payload["rng"]
+        set_rng_state(states[rt.rank] if isinstance(states, list) else states, noise_gen)
+        if rt.main:
+            print(f"resumed from {path.name} at step {step}", flush=True)
+
+    g_run = torch.compile(g) if opts.compile else g
+    if rt.main:
+        write_config(run, cfg, {"options": {k: str(v) for k, v in vars(opts).items()},
+                                "world_size": rt.world, "device": str(dev)})
+    log = JsonLog(run / "log.jsonl", rt.main)
+    sample_batch, sample_noise = _sample_inputs(test, opts.samples, cfg, opts.seed)
+    writer = _tensorboard(run, opts.tensorboard and rt.main)
+    bar = _progress(opts.progress and rt.main)
+    clock = Clock(opts.minutes)
+    last_ckpt = None
+    sums: dict[str, torch.Tensor] = {}
+    t_log, seen = time.perf_counter(), 0
+
+    def snapshot() -> Path:
+        _check_finite({k: float(v) for k, v in sums.items()}, step, run, last_ckpt)
+        payload = {
+            "config": cfg,
+            "networks": {"generator": g, "generator_ema": ema.net, "text_encoder": text_encoder,
+                         "image_encoder": image_encoder,
+                         **{f"discriminator{i}": d for i, d in enumerate(ds)}},
+            "optimizers": {"generator": opt_g.state_dict(),
+                           **{f"discriminator{i}": o.state_dict() for i, o in enumerate(opt_ds)}},
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
+            "kind": "dmgan-train",
+        }
+        if rt.main:
+            return save_run_checkpoint(run, opts.keep, **payload)
+        return run / f"ckpt-{step:08d}.pt"
+
+    def finished() -> bool:
+        return (opts.max_steps is not None and step >= opts.max_steps) or clock.out_of_time() or (
+            epoch >= tr.epochs)
+
+    while not finished():
+        train.set_epoch(epoch)
+        batches = epoch_batches(len(train), tr.batch_size, epoch, opts.seed, rt)
+        loader = DataLoader(train, batch_sampler=batches[batch_in_epoch:], collate_fn=collate,
+                            num_workers=opts.workers, pin_memory=dev.type == "cuda",
+                            persistent_workers=False)
+        for batch in loader:
+            # --- phase: fetch data ---------------------------------------------------
+            real = [x.to(dev, non_blocking=True).contiguous(memory_format=fmt) for x in batch.images]
+            caps, lens = batch.captions.to(dev), batch.lengths.to(dev)
+            class_ids = batch.class_ids.to(dev)
+            with torch.no_grad():
+                text = text_encoder(caps, lens)
+            noise = torch.randn(len(lens), cfg.generator.z_dim, generator=noise_gen).to(dev)
+            with autocast(rt, opts.amp):
+                out = g_run(noise, text.sentence, text.words, text.mask)
+
+            # --- phase: update each discriminator -------------------------------------
+            d_losses = []
+            for d, opt_d, real_i, fake_i in zip(ds, opt_ds, real, out.images, strict=True):
+                with autocast(rt, opts.amp):
+                    loss_d = discriminator_loss(d, real_i, fake_i, text.sentence).total
+                opt_d.zero_grad(set_to_none=True)
+                scaler.scale(loss_d).backward()
+                average_gradients(d.parameters(), rt)
+                scaler.step(opt_d)
+                d_losses.append(loss_d.detach())
+
+            # --- phase: update the generator ------------------------------------------
+            ds.requires_grad_(False)
+            with autocast(rt, opts.amp):
+                gl = generator_loss(ds, out, text, lens, image_encoder, cfg.loss, class_ids)
+            opt_g.zero_grad(set_to_none=True)
+            scaler.scale(gl.total).backward()
+            ds.requires_grad_(True)
+            average_gradients(g.parameters(), rt)
+            scaler.step(opt_g)
+            scaler.update()
+            for module in (g, ds):
+                _sync_buffers(module, rt)
+
+            # --- phase: update the EMA generator --------------------------------------
+            ema.update(g, step)
+            step += 1
+            batch_in_epoch += 1
+            seen += len(lens) * rt.world
+
+            # --- phase: log (host syncs only here) -------------------------------------
+            parts = {"g_total": gl.total, "g_adv": gl.adversarial, "g_words": gl.damsm_words,
+                     "g_sentence": gl.damsm_sentence, "kl": gl.kl,
+                     **{f"d{i}": x for i, x in enumerate(d_losses)}}
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float()
+            if step % opts.log_every == 0 or finished():
+                n = step % opts.log_every or opts.log_every
+                rate = seen / (time.perf_counter() - t_log)
+                record = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2),
+                          "elapsed_s": round(clock.elapsed(), 1),
+                          **{k: round(float(v) / n, 5) for k, v in sums.items()}}
+                _check_finite(record, step, run, last_ckpt)
+                log.write(record)
+                if writer:
+                    for k, v in record.items():
+                        writer.add_scalar(k, v, step)
+                _report(bar, record)
+                sums, t_log, seen = {}, time.perf_counter(), 0
+
+            # --- phase: snapshot (samples, checkpoint) ---------------------------------
+            if rt.main and (step % opts.sample_every == 0 or finished()):
+                write_samples(ema.net, text_encoder, sample_batch, sample_noise, train.vocab,
+                              run / "samples" / f"step-{step:08d}.png", dev)
+            if step % opts.ckpt_every == 0 or finished():
+                last_ckpt = snapshot()
+            if opts.stop_at_step is not None and step >= opts.stop_at_step:
+                return TrainResult(step, run, last_ckpt)
+            if finished():
+                break
+        else:
+            epoch += 1
+            batch_in_epoch = 0
+    if bar is not None:
+        bar.close()
+    return TrainResult(step, run, last_ckpt)
+
+
+def _sync_buffers(module: torch.nn.Module, rt: Runtime) -> None:
+    if rt.world > 1:
+        import torch.distributed as dist
+
+        for b in module.buffers():
+            dist.broadcast(b.data, 0)
+
+
+def _gather_rng(noise_gen: torch.Generator, rt: Runtime):
+    state = rng_state(noise_gen)
+    if rt.world == 1:
+        return state
+    import torch.distributed as dist
+
+    states = [None] * rt.world
+    dist.all_gather_object(states, state)
+    return states
+
+
+def _check_finite(record: dict, step: int, run: Path, last: Path | None) -> None:
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        where = f"; the last good checkpoint is {last.name}" if last else ""
+        raise DMGANError(f"non-finite loss ({', '.join(bad)}) at step {step} in {run}{where}")
+
+
+@torch.no_grad()
+def write_samples(g, text_encoder, batch, noise, vocab, path: Path, dev) -> None:
+    from dmgan.viz import caption_grid, save_png
+
+    g.eval()
+    text = text_encoder(batch.captions.to(dev), batch.lengths.to(dev))
+    out = g(noise.to(dev), text.sentence, text.words, text.mask, sample_condition=False)
+    captions = [vocab.decode(c[:n].tolist()) for c, n in zip(batch.captions, batch.lengths, strict=True)]
+    save_png(caption_grid(out.images[-1], captions), path)
+
+
+def _tensorboard(run: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise DMGANError("--tensorboard needs the extra: pip install 'dmgan[tensorboard]'") from None
+    return SummaryWriter(str(run / "tensorboard"))
+
+
+def _progress(enabled: bool | None):
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(unit="step", dynamic_ncols=True)
+
+
+def _report(bar, record: dict) -> None:
+    keys = ("g_total", "d0", "g_words", "images_per_s")
+    if bar is not None:
+        bar.n = record["step"]
+        bar.set_postfix({k: record[k] for k in keys if k in record})
+        bar.refresh()
+    else:
+        text = " ".join(f"{k} {record[k]}" for k in keys if k in record)
+        print(f"step {record['step']} epoch {record['epoch']} {text}", flush=True)
