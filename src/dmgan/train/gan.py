@@ -105,6 +105,12 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     channels_last = (dev.type in ("cpu", "cuda")) if opts.channels_last is None else opts.channels_last
     fmt = torch.channels_last if channels_last else torch.contiguous_format
 
+    found = None
+    if opts.resume:  # first, so a run folder of another preset is refused before any work
+        found = latest_checkpoint(run, cfg.name)
+        if found is None:
+            raise DMGANError(f"--resume: no usable checkpoint in {run}")
+
     # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
     torch.manual_seed(opts.seed)
     train = make_dataset(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
@@ -129,10 +135,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
     step, epoch, batch_in_epoch = 0, 0, 0
 
-    if opts.resume:
-        found = latest_checkpoint(run, cfg.name)
-        if found is None:
-            raise DMGANError(f"--resume: no usable checkpoint in {run}")
+    if found is not None:
         _, payload, path = found
         nets = payload["networks"]
         g.load_state_dict(nets["generator"])
@@ -187,7 +190,10 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         batches = epoch_batches(len(train), tr.batch_size, epoch, opts.seed, rt)
         loader = DataLoader(train, batch_sampler=batches[batch_in_epoch:], collate_fn=collate,
                             num_workers=opts.workers, pin_memory=dev.type == "cuda",
-                            persistent_workers=False)
+                            persistent_workers=False,
+                            # its own generator: creating an iterator must not draw from the
+                            # global RNG, or a resumed run would diverge
+                            generator=torch.Generator().manual_seed(opts.seed + epoch))
         for batch in loader:
             # --- phase: fetch data ---------------------------------------------------
             real = [x.to(dev, non_blocking=True).contiguous(memory_format=fmt) for x in batch.images]

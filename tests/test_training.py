@@ -1,0 +1,165 @@
+"""Training: finite losses, loadable checkpoints, exact resume, two processes, bad arguments."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmgan import DMGAN, preset
+from dmgan.checkpoint import load_checkpoint
+from dmgan.train.damsm import pretrain_damsm
+from dmgan.train.gan import TrainOptions, train_gan
+
+
+def tiny_config():
+    cfg = preset("shapes")
+    return cfg.replace(
+        generator=dataclasses.replace(cfg.generator, gf_dim=4, z_dim=8, condition_dim=8),
+        discriminator=dataclasses.replace(cfg.discriminator, df_dim=2),
+        text=dataclasses.replace(cfg.text, word_dim=16, embed_dim=16),
+        train=dataclasses.replace(cfg.train, batch_size=4),
+        damsm=dataclasses.replace(cfg.damsm, batch_size=8, cnn_width=4),
+    )
+
+
+@pytest.fixture(scope="module")
+def damsm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("damsm")
+    result = pretrain_damsm(tiny_config(), data="shapes", out=out, max_steps=3, workers=0)
+    return result.path
+
+
+def _opts(out, damsm, **kw):
+    base = dict(data="shapes", out=Path(out), damsm=damsm, workers=0, log_every=2,
+                sample_every=100, ckpt_every=3, keep=5, progress=False, samples=2)
+    return TrainOptions(**(base | kw))
+
+
+def test_damsm_pretraining_saves_loadable_encoders(damsm):
+    cfg, payload = load_checkpoint(damsm)
+    assert payload["kind"] == "damsm" and payload["step"] == 3
+    assert 0.0 <= payload["test_r_at_1"] <= 1.0
+    assert {"text_encoder", "image_encoder"} <= set(payload["networks"])
+    log = (damsm.parent / "damsm-log.jsonl").read_text().splitlines()
+    assert log and "test_r_at_1" in log[-1]
+
+
+def test_a_few_steps_give_finite_losses_and_a_usable_checkpoint(tmp_path, damsm):
+    import json
+
+    result = train_gan(tiny_config(), _opts(tmp_path / "run", damsm, max_steps=4))
+    assert result.step == 4 and result.last_checkpoint.name == "ckpt-00000004.pt"
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert records and all(v == v for r in records for v in r.values() if isinstance(v, float))
+    assert {"g_total", "d0", "d1", "d2", "g_words", "kl", "images_per_s"} <= set(records[-1])
+    assert (tmp_path / "run" / "config.json").is_file()
+    assert list((tmp_path / "run" / "samples").glob("step-*.png"))
+    model = DMGAN.from_checkpoint(result.last_checkpoint)  # the snapshot alone is enough
+    out = model.generate(torch.tensor([[3, 4, 5]]), torch.tensor([3]), seed=0)
+    assert out.images[-1].shape == (1, 3, 64, 64)
+
+
+def _weights(path):
+    _, payload = load_checkpoint(path)
+    return payload
+
+
+def test_resume_is_bit_identical(tmp_path, damsm):
+    cfg = tiny_config()
+    straight = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=6))
+    first = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, stop_at_step=3))
+    assert first.step == 3
+    resumed = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, resume=True))
+    assert resumed.step == 6
+    a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
+    for net in a["networks"]:
+        for key, value in a["networks"][net].items():
+            assert torch.equal(value, b["networks"][net][key]), (net, key)
+    assert a["step"] == b["step"] == 6
+    sa, sb = a["optimizers"]["generator"]["state"], b["optimizers"]["generator"]["state"]
+    assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out: str, damsm: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from dmgan.models import build_discriminators, build_generator
+    from dmgan.train import gan
+
+    seen = {}
+    real_build_g, real_build_d = gan.build_generator, gan.build_discriminators
+
+    def keep_g(cfg):
+        seen["g"] = real_build_g(cfg)
+        return seen["g"]
+
+    def keep_d(cfg):
+        seen["d"] = real_build_d(cfg)
+        return seen["d"]
+
+    gan.build_generator, gan.build_discriminators = keep_g, keep_d
+    try:
+        gan.train_gan(tiny_config(), _opts(Path(out) / "run", Path(damsm), max_steps=3, device="cpu"))
+    finally:
+        gan.build_generator, gan.build_discriminators = real_build_g, real_build_d
+    torch.save({"g": seen["g"].state_dict(), "d": seen["d"].state_dict()},
+               Path(out) / f"rank{rank}.pt")
+    dist.destroy_process_group()
+    assert build_generator and build_discriminators
+
+
+def test_two_gloo_processes_hold_identical_weights(tmp_path, damsm):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), str(damsm)), nprocs=2, join=True)
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    for part in ("g", "d"):
+        for key, value in r0[part].items():
+            assert torch.equal(value, r1[part][key]), (part, key)
+    assert (tmp_path / "run" / "ckpt-00000003.pt").is_file()  # rank 0 saved
+
+
+def _dmgan(*args):
+    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_bad_arguments_give_clear_errors(tmp_path, damsm):
+    res = _dmgan("train", "--preset", "bird", "--data", str(tmp_path / "nowhere"), "--out",
+                 str(tmp_path / "r"), "--damsm", str(damsm))
+    assert res.returncode == 2 and "data folder not found" in res.stderr
+    assert "Traceback" not in res.stderr
+    res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2 and "--damsm" in res.stderr
+    res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--damsm", str(damsm))
+    assert res.returncode == 2 and "other text/encoder settings" in res.stderr
+    res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--resume", "--out",
+                 str(tmp_path / "missing"), "--damsm", str(damsm))
+    assert res.returncode == 2 and "run folder not found" in res.stderr
+    # a run folder whose checkpoint belongs to another preset
+    run = tmp_path / "other"
+    run.mkdir()
+    DMGAN.from_preset("small").save(run / "ckpt-00000005.pt")
+    res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--resume", "--out", str(run),
+                 "--damsm", str(damsm))
+    assert res.returncode == 2 and "holds a 'small' model, not 'shapes'" in res.stderr
+    res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--damsm", str(damsm), "--amp", "fp16", "--device", "cpu")
+    assert res.returncode == 2 and "fp16 needs a CUDA device" in res.stderr
