@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -98,3 +99,33 @@ def test_readme_eval_example_names_real_flags():
 
     ns = build_parser().parse_args(args[1:])
     assert ns.metrics == ["fid", "is"] and ns.ref_stats == "bird_val.npz"
+
+
+def test_readme_main_command_demo(tmp_path):
+    cmd = shlex.split(_readme_block("readme:main"))
+    assert cmd == ["dmgan", "demo"]
+    res = _dmgan(*cmd[1:], "--minutes", "0.25", "--judge", "20", "--workers", "0", "--out",
+                 str(tmp_path / "demo"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert set(report["generator_ema"]["generated"]) == {"colour", "shape", "size", "position",
+                                                        "background"}
+    assert report["generator_ema"]["real"]["colour"] > 0.9
+    assert list((tmp_path / "demo" / "samples").glob("step-*.png"))
+
+
+def test_readme_train_commands(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Train\n\n```bash\n(.*?)```", text, re.S).group(1)
+    lines = [ln for ln in block.strip().splitlines() if ln.startswith("dmgan ")]
+    assert len(lines) == 3
+    for line in lines:
+        args = shlex.split(re.sub(r"--minutes \d+", "--max-steps 2", line))
+        if "--resume" in args:
+            args += ["--max-steps", "3"]
+        args += ["--workers", "0"] + (["--batch-size", "8"] if args[1] == "pretrain-damsm" else
+                                      ["--sample-every", "2", "--ckpt-every", "2"])
+        res = subprocess.run([sys.executable, "-m", "dmgan", *args[1:]], capture_output=True,
+                             text=True, timeout=600, cwd=tmp_path)
+        assert res.returncode == 0, (line, res.stderr[-2000:])
+    assert (tmp_path / "runs" / "shapes" / "ckpt-00000003.pt").is_file()

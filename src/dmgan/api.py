@@ -26,9 +26,10 @@ PathLike = str | os.PathLike
 class DMGAN(nn.Module):
     """Text encoder + generator of one configuration: what inference needs."""
 
-    def __init__(self, config: DMGANConfig):
+    def __init__(self, config: DMGANConfig, vocab: list[str] | None = None):
         super().__init__()
         self.config = config
+        self.vocab = vocab  # index -> word, when known (needed to encode sentences)
         self.text_encoder = build_text_encoder(config)
         self.generator = build_generator(config)
         self.eval()
@@ -56,7 +57,7 @@ class DMGAN(nn.Module):
         Prefers the EMA generator when the checkpoint has one.
         """
         config, payload = load_checkpoint(path, expect_preset=expect_preset)
-        model = cls(config)
+        model = cls(config, vocab=payload.get("vocab"))
         nets = payload.get("networks", {})
         load_network(model.text_encoder, payload, "text_encoder", os.fspath(path))
         gen = "generator_ema" if "generator_ema" in nets else "generator"
@@ -64,8 +65,10 @@ class DMGAN(nn.Module):
         return model
 
     def save(self, path: PathLike) -> None:
+        extra = {"vocab": list(self.vocab)} if self.vocab is not None else {}
         save_checkpoint(path, config=self.config,
-                        networks={"text_encoder": self.text_encoder, "generator": self.generator})
+                        networks={"text_encoder": self.text_encoder, "generator": self.generator},
+                        **extra)
 
     def encode(self, captions: torch.Tensor, lengths: torch.Tensor) -> TextEncoding:
         """captions (B, L) word ids (0 = padding), lengths (B,) in any order."""

@@ -45,7 +45,7 @@ def save_checkpoint(
     path: str | os.PathLike,
     *,
     config: DMGANConfig,
-    networks: Mapping[str, nn.Module],
+    networks: Mapping[str, nn.Module | Mapping[str, torch.Tensor]],
     **extra: Any,
 ) -> None:
     from dmgan import __version__
@@ -55,7 +55,8 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "dmgan_version": __version__,
         "config": config.to_dict(),
-        "networks": {name: net.state_dict() for name, net in networks.items()},
+        "networks": {name: net.state_dict() if isinstance(net, nn.Module) else dict(net)
+                     for name, net in networks.items()},
         **extra,
     }
     atomic_torch_save(payload, path)

@@ -271,6 +271,151 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(f"sample grid: {samples[-1]}")
 
 
+def _read_captions(args: argparse.Namespace) -> list[str]:
+    captions = list(args.captions or [])
+    if args.file:
+        path = Path(args.file)
+        if not path.is_file():
+            raise DMGANError(f"caption file not found: {path}")
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DMGANError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        captions += [line.strip() for line in text.splitlines() if line.strip()]
+    if not captions:
+        raise DMGANError("give a caption (or --file with one caption a line)")
+    if any(len(c) > args.max_chars for c in captions):
+        raise DMGANError(f"a caption is longer than {args.max_chars} characters")
+    return captions
+
+
+def _pipeline(args: argparse.Namespace):
+    from dmgan.pipeline import DMGANPipeline
+
+    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device)
+
+
+def _output_paths(out: Path, n: int) -> list[Path]:
+    if not out.parent.is_dir():
+        raise DMGANError(f"output folder does not exist: {out.parent}")
+    if out.suffix.lower() != ".png":
+        raise DMGANError(f"the output must be a .png file, got {out.name}")
+    return [out] if n == 1 else [out.with_name(f"{out.stem}_{k:03d}.png") for k in range(n)]
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    import warnings
+
+    from PIL import Image
+
+    from dmgan.viz import save_png
+
+    captions = _read_captions(args)
+    pipe = _pipeline(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(captions, seed=args.seed, num_images=args.n)
+    for w in caught:
+        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+    paths = _output_paths(Path(args.output), len(out.images))
+    for path, final, stages in zip(paths, out.images, out.stage_images, strict=True):
+        if args.stages:
+            size = final.size[0]
+            strip = Image.new("RGB", (size * len(stages), size), "white")
+            for k, img in enumerate(stages):
+                strip.paste(img.resize((size, size), Image.NEAREST), (k * size, 0))
+            final = strip
+        save_png(final, path)
+        print(path)
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    import warnings
+
+    from dmgan.viz import explanation_figure, save_png
+
+    args.file = None
+    captions = _read_captions(args)
+    if len(captions) != 1:
+        raise DMGANError("explain takes one caption")
+    pipe = _pipeline(args)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(captions[0], seed=args.seed, explain=True)
+    for w in caught:
+        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+    if not out.attention[0]:
+        raise DMGANError("this model has no memory stage to explain")
+    fig = explanation_figure(captions[0], out.stage_images[0], out.words[0], out.attention[0],
+                             out.writing_gates[0], out.response_gates[0])
+    path = _output_paths(Path(args.output), 1)[0]
+    save_png(fig, path)
+    print(path)
+
+
+def cmd_convert_released(args: argparse.Namespace) -> None:
+    from dmgan.api import DMGAN
+    from dmgan.data.vocab import load_captions_pickle
+    from dmgan.models import build_image_encoder
+    from dmgan.released import load_released
+
+    captions = load_captions_pickle(args.captions)
+    cfg = preset(args.preset)
+    if len(captions.vocab) != cfg.text.vocab_size:
+        raise DMGANError(f"{args.captions} has {len(captions.vocab)} words; preset '{cfg.name}' "
+                         f"expects {cfg.text.vocab_size}")
+    model = DMGAN.from_released(cfg.name, netG=args.netG, text_encoder=args.text_encoder)
+    model.vocab = captions.vocab.words
+    extra = {}
+    if args.image_encoder:
+        enc = load_released(build_image_encoder(cfg), args.image_encoder,
+                            what=f"the '{cfg.name}' DAMSM image encoder")
+        extra["image_encoder"] = enc
+    from dmgan.checkpoint import save_checkpoint
+
+    save_checkpoint(args.output, config=cfg,
+                    networks={"text_encoder": model.text_encoder, "generator": model.generator,
+                              **extra},
+                    vocab=list(model.vocab), source="released DM-GAN files",
+                    converted_from={"netG": str(args.netG), "text_encoder": str(args.text_encoder),
+                                    "image_encoder": str(args.image_encoder),
+                                    "captions": str(args.captions)})
+    print(f"wrote {args.output}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """A training checkpoint -> a small inference checkpoint (EMA generator, text encoder,
+    vocabulary), optionally in half precision."""
+    from dmgan.checkpoint import load_checkpoint, save_checkpoint
+
+    cfg, payload = load_checkpoint(args.checkpoint)
+    nets = payload.get("networks", {})
+    gen = "generator_ema" if "generator_ema" in nets else "generator"
+    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
+        raise DMGANError(f"{args.checkpoint} lacks a generator, text encoder or vocabulary")
+
+    def cast(state):
+        return {k: v.half() if args.half and v.is_floating_point() else v for k, v in state.items()}
+
+    save_checkpoint(args.output, config=cfg,
+                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
+                    vocab=payload["vocab"], trained_steps=payload.get("step"),
+                    provenance=args.note or "")
+    print(f"wrote {args.output}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from dmgan.serve.app import create_app
+    except ImportError:
+        raise DMGANError('dmgan serve needs the extra: pip install "dmgan[serve]"') from None
+    app = create_app(_pipeline(args), max_chars=args.max_chars, max_images=args.max_images,
+                     queue_size=args.queue)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+
+
 def _add_train_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -337,6 +482,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", help="append results as JSON lines to this file")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("generate", help="images from sentences")
+    s.add_argument("captions", nargs="*", help="one or more captions")
+    s.add_argument("--file", help="a text file, one caption a line")
+    s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-n", type=int, default=1, help="images per caption")
+    s.add_argument("--stages", action="store_true", help="every stage's image, side by side")
+    s.add_argument("-o", "--output", default="out.png", help="PNG path (numbered when several)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-chars", type=int, default=2000, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("explain", help="what the memory chose for one caption (the paper's Fig. 6)")
+    s.add_argument("captions", nargs=1, metavar="caption")
+    s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-o", "--output", default="explain.png")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-chars", type=int, default=2000, help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("serve", help="a web page and HTTP API (needs the 'serve' extra)")
+    s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-chars", type=int, default=300, help="longest caption accepted")
+    s.add_argument("--max-images", type=int, default=4, help="most images per request")
+    s.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("convert-released", help="released bird/coco files -> one dmgan checkpoint")
+    s.add_argument("--preset", required=True, choices=["bird", "coco"])
+    s.add_argument("--netG", required=True, help="bird_DMGAN.pth / coco_DMGAN.pth")
+    s.add_argument("--text-encoder", required=True, help="text_encoder200.pth")
+    s.add_argument("--image-encoder", help="image_encoder200.pth (for R-precision)")
+    s.add_argument("--captions", required=True, help="the dataset's captions.pickle (vocabulary)")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_convert_released)
+
+    s = sub.add_parser("export", help="a training checkpoint -> a small model file")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("--half", action="store_true", help="store the generator in fp16")
+    s.add_argument("--note", help="provenance text stored in the file")
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("pretrain-damsm", help="train the DAMSM text and image encoders")
     s.add_argument("--preset", required=True, choices=sorted(PRESETS))

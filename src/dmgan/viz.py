@@ -40,3 +40,77 @@ def caption_grid(images: torch.Tensor, captions: Sequence[str], *, columns: int 
 
 def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: img.save(f, format="PNG"))
+
+
+_VIRIDIS = np.array([(68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37)],
+                    dtype=np.float64)
+
+
+def colormap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 on a viridis-like scale."""
+    t = np.clip((np.asarray(values, np.float64) - vmin) / max(vmax - vmin, 1e-12), 0, 1)
+    pos = t * (len(_VIRIDIS) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(_VIRIDIS) - 2)
+    frac = (pos - lo)[..., None]
+    return (_VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac).round().astype(np.uint8)
+
+
+def _heat_tile(values: np.ndarray, size: int, vmax: float) -> Image.Image:
+    return Image.fromarray(colormap(values, 0.0, vmax)).resize((size, size), Image.NEAREST)
+
+
+def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words: Sequence[str],
+                       attention: Sequence[np.ndarray], writing_gates: Sequence[np.ndarray],
+                       response_gates: Sequence[np.ndarray], *, tile: int = 96) -> Image.Image:
+    """The paper's Figure 6 for one caption: each stage's image; per memory stage, the
+    writing gate of every word (bars), every word's key-addressing attention over the
+    image, and the response gate map. Gates use the 0-1 scale; attention maps of a stage
+    share one scale from 0 to that stage's largest attention value (stated in the title)."""
+    font = ImageFont.load_default()
+    pad, label_w, text_h = 8, max(60, 7 * max(len(w) for w in words) + 10), 14
+    n_words = len(words)
+    maps_per_row = max(n_words + 1, len(stage_images))
+    width = pad * 2 + label_w + 160 + maps_per_row * (tile + 4)
+    big = 2 * tile
+    section_h = text_h * 2 + max(n_words * (text_h + 2), tile + text_h) + pad
+    height = (pad + text_h * 2 + big + text_h + pad + len(attention) * section_h + 50)
+    fig = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(fig)
+    draw.text((pad, pad), f'"{caption}"', fill="black", font=font)
+    y = pad + text_h * 2
+    for k, img in enumerate(stage_images):
+        x = pad + k * (big + 8)
+        fig.paste(img.resize((big, big), Image.NEAREST), (x, y))
+        draw.text((x, y + big + 2), f"stage {k + 1}: {img.size[0]} px", fill="black", font=font)
+    y += big + text_h + pad
+    for s, (att, wg, rg) in enumerate(zip(attention, writing_gates, response_gates, strict=True)):
+        draw.text((pad, y), f"memory stage {s + 2} (reads at {att.shape[-1]} px)", fill="black",
+                  font=font)
+        y0 = y + text_h + 4
+        draw.text((pad, y0), "writing gate per word", fill=(80, 80, 80), font=font)
+        for i, (word, value) in enumerate(zip(words, wg, strict=True)):
+            yy = y0 + text_h + i * (text_h + 2)
+            draw.text((pad, yy), word, fill="black", font=font)
+            bar = int(140 * float(value))
+            draw.rectangle((pad + label_w, yy + 2, pad + label_w + bar, yy + text_h - 2),
+                           fill=tuple(int(c) for c in colormap(np.array([value]))[0]))
+            draw.text((pad + label_w + bar + 4, yy), f"{float(value):.2f}", fill="black", font=font)
+        x0 = pad + label_w + 170
+        vmax = max(float(att.max()), 1e-6)  # attention sums to 1 over the words: stretch it
+        draw.text((x0, y0), f"key addressing: attention of each word over the image (colour "
+                  f"scale x {vmax:.2f}); response gate (scale 0-1)", fill=(80, 80, 80), font=font)
+        for i, word in enumerate(words):
+            x = x0 + i * (tile + 4)
+            draw.text((x, y0 + text_h), word[:14], fill="black", font=font)
+            fig.paste(_heat_tile(att[i], tile, vmax), (x, y0 + 2 * text_h))
+        x = x0 + n_words * (tile + 4)
+        draw.text((x, y0 + text_h), "response", fill="black", font=font)
+        fig.paste(_heat_tile(rg, tile, 1.0), (x, y0 + 2 * text_h))
+        y += section_h
+    bar = colormap(np.tile(np.linspace(0, 1, 256), (12, 1)))
+    fig.paste(Image.fromarray(bar), (pad, y + 4))
+    for v in (0.0, 0.5, 1.0):
+        draw.text((pad + int(v * 250) - (8 if v else 0), y + 18), f"{v:.1f}", fill="black", font=font)
+    draw.text((pad + 270, y + 4), "colour scale (attention maps: times the factor in their "
+              "title)", fill=(80, 80, 80), font=font)
+    return fig

@@ -1,0 +1,118 @@
+"""Sentences in, pictures out: the user-facing pipeline.
+
+    from dmgan.pipeline import DMGANPipeline
+    pipe = DMGANPipeline.from_pretrained()          # the bundled shapes model
+    out = pipe("a large red circle on a blue background", seed=0, explain=True)
+    out.images[0].save("circle.png")
+    out.writing_gates[0][-1]                        # (words,) for the last memory stage
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dmgan.api import DMGAN
+from dmgan.data.transforms import fit_caption
+from dmgan.data.vocab import CaptionError, Vocabulary
+from dmgan.errors import CheckpointError, DMGANError
+
+BUNDLED_MODEL = "shapes_model.pt"
+
+
+@dataclass
+class PipelineOutput:
+    captions: list[str]  # one entry per image (captions repeated for num_images > 1)
+    images: list[Image.Image]  # the last stage
+    stage_images: list[list[Image.Image]]  # per image, every stage (small to large)
+    words: list[list[str]]  # the caption's words the model saw, in order
+    unknown_words: list[list[str]]
+    # with explain=True, per image and per memory stage (numpy arrays):
+    attention: list[list[np.ndarray]] = field(default_factory=list)  # (T, H, W)
+    writing_gates: list[list[np.ndarray]] = field(default_factory=list)  # (T,)
+    response_gates: list[list[np.ndarray]] = field(default_factory=list)  # (H, W)
+
+
+def _to_pil(x: torch.Tensor) -> Image.Image:
+    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(arr.permute(1, 2, 0).numpy())
+
+
+def bundled_model_path() -> Path:
+    return Path(str(resources.files("dmgan") / "assets" / BUNDLED_MODEL))
+
+
+class DMGANPipeline:
+    def __init__(self, model: DMGAN, vocab: Vocabulary):
+        if len(vocab) != model.config.text.vocab_size:
+            raise CheckpointError(f"the vocabulary has {len(vocab)} words, the model "
+                                  f"{model.config.text.vocab_size}")
+        self.model, self.vocab = model.eval(), vocab
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike | None = None, *,
+                        device: str | torch.device = "cpu") -> DMGANPipeline:
+        """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model."""
+        path = bundled_model_path() if path is None else Path(path)
+        if not path.is_file() and path == bundled_model_path():
+            raise DMGANError("this installation has no bundled model; pass --checkpoint")
+        model = DMGAN.from_checkpoint(path)
+        if model.vocab is None:
+            raise CheckpointError(f"{path} has no vocabulary; convert released files with "
+                                  f"dmgan convert-released (it takes captions.pickle)")
+        return cls(model.to(device), Vocabulary(model.vocab))
+
+    def encode(self, caption: str, seed: int) -> tuple[list[int], list[str]]:
+        enc = self.vocab.encode(caption)  # CaptionError when no word is known
+        limit = self.model.config.text.words_eval
+        ids, n = fit_caption(enc.ids, limit, np.random.default_rng(seed))
+        return ids[:n].tolist(), enc.unknown
+
+    @torch.inference_mode()
+    def __call__(self, captions: str | list[str], *, seed: int = 0, num_images: int = 1,
+                 explain: bool = False) -> PipelineOutput:
+        """Image j of every caption uses noise seeded by seed + j, so a caption and a seed
+        always give the same image, whatever else is in the call."""
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        if not captions:
+            raise CaptionError("no caption given")
+        if num_images < 1:
+            raise DMGANError(f"num_images must be >= 1, got {num_images}")
+        dev = next(self.model.parameters()).device
+        z_dim = self.model.config.generator.z_dim
+        noise = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed + j))
+                             for j in range(num_images)]).to(dev)
+        result = PipelineOutput([], [], [], [], [])
+        for caption in captions:
+            ids, unknown = self.encode(caption, seed)
+            if unknown:
+                warnings.warn(f"unknown word(s) ignored: {', '.join(unknown)}", stacklevel=2)
+            # one caption per forward: every row has the same padding, so the released
+            # mask mode gives the same images as the exact one
+            caps = torch.tensor([ids] * num_images, device=dev)
+            lens = torch.full((num_images,), len(ids), device=dev)
+            text = self.model.encode(caps, lens)
+            out = self.model.generator(noise, text.sentence, text.words, text.mask,
+                                       sample_condition=False)
+            words = [self.vocab.words[i] for i in ids]
+            for j in range(num_images):
+                result.captions.append(caption)
+                stages = [_to_pil(img[j]) for img in out.images]
+                result.stage_images.append(stages)
+                result.images.append(stages[-1])
+                result.words.append(words)
+                result.unknown_words.append(unknown)
+                if explain:
+                    result.attention.append([a[j].float().cpu().numpy() for a in out.attention])
+                    result.writing_gates.append([w[j, 0].float().cpu().numpy()
+                                                 for w in out.writing_gates])
+                    result.response_gates.append([r[j, 0].float().cpu().numpy()
+                                                  for r in out.response_gates])
+        return result

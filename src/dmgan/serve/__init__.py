@@ -1,0 +1,1 @@
+"""Optional web page and HTTP API (pip install "dmgan[serve]")."""
