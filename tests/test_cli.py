@@ -82,7 +82,7 @@ def test_readme_data_example(tmp_path):
     from fixtures import make_cub
 
     text = (ROOT / "README.md").read_text()
-    code = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "open_dataset" in c)
     assert 'open_dataset("birds"' in code
     birds = make_cub(tmp_path, n_train=3)
     code = code.replace('"birds"', repr(str(birds))).replace("batch_size=10", "batch_size=2")

@@ -162,7 +162,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     clock = Clock(opts.minutes)
     last_ckpt = None
     sums: dict[str, torch.Tensor] = {}
-    t_log, seen = time.perf_counter(), 0
+    t_log, seen, n_summed = time.perf_counter(), 0, 0
 
     def snapshot() -> Path:
         _check_finite({k: float(v) for k, v in sums.items()}, step, run, last_ckpt)
@@ -241,8 +241,9 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                      **{f"d{i}": x for i, x in enumerate(d_losses)}}
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
+            n_summed += 1
             if step % opts.log_every == 0 or finished():
-                n = step % opts.log_every or opts.log_every
+                n = n_summed
                 rate = seen / (time.perf_counter() - t_log)
                 record = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2),
                           "elapsed_s": round(clock.elapsed(), 1),
@@ -253,7 +254,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                     for k, v in record.items():
                         writer.add_scalar(k, v, step)
                 _report(bar, record)
-                sums, t_log, seen = {}, time.perf_counter(), 0
+                sums, t_log, seen, n_summed = {}, time.perf_counter(), 0, 0
 
             # --- phase: snapshot (samples, checkpoint) ---------------------------------
             if rt.main and (step % opts.sample_every == 0 or finished()):

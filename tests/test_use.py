@@ -1,0 +1,314 @@
+"""Generate, explain, the pipeline, conversion of released files, and the web server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import formula_state_dict, official_shapes
+from fixtures import py2_pickle
+from PIL import Image
+
+from dmgan import DMGAN, preset
+from dmgan.data.shapes import vocabulary
+from dmgan.data.vocab import CaptionError
+from dmgan.pipeline import DMGANPipeline
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "shapes.pt"
+    DMGAN(preset("shapes"), vocab=vocabulary().words).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe(model_path):
+    return DMGANPipeline.from_pretrained(model_path)
+
+
+def _dmgan(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_same_seed_same_image_whatever_the_batch(pipe):
+    a = pipe("a large red circle on the left on a blue background", seed=3)
+    b = pipe(["a small green box at the top", "a large red circle on the left on a blue background"],
+             seed=3)
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[1]))
+    c = pipe("a large red circle on the left on a blue background", seed=4)
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+    two = pipe("a red disk", seed=3, num_images=2)
+    assert len(two.images) == 2 and not np.array_equal(np.asarray(two.images[0]),
+                                                       np.asarray(two.images[1]))
+
+
+def test_unknown_words_and_no_known_word(pipe):
+    with pytest.warns(UserWarning, match="zebra"):
+        out = pipe("a red zebra circle")
+    assert out.unknown_words[0] == ["zebra"] and out.words[0] == ["a", "red", "circle"]
+    with pytest.raises(CaptionError, match="giraffe"):
+        pipe("zebra giraffe")
+    with pytest.raises(CaptionError):
+        pipe("   ")
+
+
+def test_explanation_tensors(pipe):
+    out = pipe("a large red circle on a blue background", explain=True)
+    t = len(out.words[0])
+    assert [a.shape for a in out.attention[0]] == [(t, 16, 16), (t, 32, 32)]
+    assert [w.shape for w in out.writing_gates[0]] == [(t,), (t,)]
+    assert [r.shape for r in out.response_gates[0]] == [(16, 16), (32, 32)]
+    np.testing.assert_allclose(out.attention[0][0].sum(0), 1.0, rtol=1e-5)
+    assert [i.size for i in out.stage_images[0]] == [(16, 16), (32, 32), (64, 64)]
+
+
+def test_generate_cli(tmp_path, model_path):
+    res = _dmgan("generate", "a big blue square at the top", "--checkpoint", str(model_path),
+                 "--seed", "1", "-o", str(tmp_path / "one.png"))
+    assert res.returncode == 0, res.stderr
+    assert Image.open(tmp_path / "one.png").size == (64, 64)
+    again = _dmgan("generate", "a big blue square at the top", "--checkpoint", str(model_path),
+                   "--seed", "1", "-o", str(tmp_path / "two.png"))
+    assert again.returncode == 0
+    assert (tmp_path / "one.png").read_bytes() == (tmp_path / "two.png").read_bytes()
+    (tmp_path / "caps.txt").write_text("a red disk\n\na zebra diamond\n")
+    res = _dmgan("generate", "--file", str(tmp_path / "caps.txt"), "-n", "2", "--stages",
+                 "--checkpoint", str(model_path), "-o", str(tmp_path / "many.png"))
+    assert res.returncode == 0 and "unknown word(s) ignored: zebra" in res.stderr
+    made = sorted(p.name for p in tmp_path.glob("many_*.png"))
+    assert made == [f"many_{k:03d}.png" for k in range(4)]
+    assert Image.open(tmp_path / "many_000.png").size == (192, 64)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["zebra giraffe"], "no word of the caption"),
+    ([""], "has no words"),
+    (["a red disk", "-o", "/nonexistent/dir/x.png"], "output folder does not exist"),
+    (["a red disk", "-o", "x.jpg"], "must be a .png"),
+    (["a red disk", "-n", "0"], "num_images must be >= 1"),
+])
+def test_generate_bad_input(tmp_path, model_path, args, needle):
+    res = _dmgan("generate", *args, "--checkpoint", str(model_path), cwd=tmp_path)
+    assert res.returncode == 2 and needle in res.stderr and "Traceback" not in res.stderr
+
+
+def test_generate_non_utf8_file_and_missing_checkpoint(tmp_path, model_path):
+    (tmp_path / "bad.txt").write_bytes(b"a red \xff\xfe disk\n")
+    res = _dmgan("generate", "--file", str(tmp_path / "bad.txt"), "--checkpoint", str(model_path))
+    assert res.returncode == 2 and "not UTF-8" in res.stderr
+    res = _dmgan("generate", "a red disk", "--checkpoint", str(tmp_path / "none.pt"))
+    assert res.returncode == 2 and "not found" in res.stderr
+
+
+def test_explain_cli(tmp_path, model_path):
+    res = _dmgan("explain", "a large red circle on the left on a blue background",
+                 "--checkpoint", str(model_path), "-o", str(tmp_path / "fig.png"))
+    assert res.returncode == 0, res.stderr
+    fig = Image.open(tmp_path / "fig.png")
+    assert fig.size[0] > 800 and fig.size[1] > 400
+
+
+def test_export_half(tmp_path, model_path):
+    from dmgan.checkpoint import save_checkpoint
+
+    m = DMGAN.from_checkpoint(model_path)
+    train_ckpt = tmp_path / "ckpt.pt"
+    save_checkpoint(train_ckpt, config=m.config, networks={"generator": m.generator,
+                    "generator_ema": m.generator, "text_encoder": m.text_encoder},
+                    vocab=m.vocab, step=7)
+    res = _dmgan("export", "--checkpoint", str(train_ckpt), "-o", str(tmp_path / "small.pt"),
+                 "--half", "--note", "test")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "small.pt").stat().st_size < train_ckpt.stat().st_size
+    out = DMGANPipeline.from_pretrained(tmp_path / "small.pt")("a red disk")
+    assert out.images[0].size == (64, 64)
+
+
+def test_convert_released_bird(tmp_path):
+    shapes = official_shapes("bird")
+    for name in ("netG", "text_encoder"):
+        torch.save(formula_state_dict(shapes[name]), tmp_path / f"{name}.pth",
+                   _use_new_zipfile_serialization=False)
+    words = ["<end>", "this", "bird", "red", "crown"] + [f"w{i}" for i in range(5, 5450)]
+    ixtoword = dict(enumerate(words))
+    (tmp_path / "captions.pickle").write_bytes(py2_pickle(
+        [[[1, 2, 3]], [[2, 4]], ixtoword, {w: i for i, w in ixtoword.items()}]))
+    res = _dmgan("convert-released", "--preset", "bird", "--netG", str(tmp_path / "netG.pth"),
+                 "--text-encoder", str(tmp_path / "text_encoder.pth"), "--captions",
+                 str(tmp_path / "captions.pickle"), "-o", str(tmp_path / "bird.pt"))
+    assert res.returncode == 0, res.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = DMGANPipeline.from_pretrained(tmp_path / "bird.pt")("this bird has a red crown")
+    assert out.images[0].size == (256, 256)
+    res = _dmgan("convert-released", "--preset", "coco", "--netG", str(tmp_path / "netG.pth"),
+                 "--text-encoder", str(tmp_path / "text_encoder.pth"), "--captions",
+                 str(tmp_path / "captions.pickle"), "-o", str(tmp_path / "coco.pt"))
+    assert res.returncode == 2 and "5450 words" in res.stderr
+
+
+# --- the web server ------------------------------------------------------------------
+
+fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def client(pipe):
+    from fastapi.testclient import TestClient
+
+    from dmgan.serve.app import create_app
+
+    return TestClient(create_app(pipe, max_chars=120, max_images=2))
+
+
+def test_api_generate_and_image(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="caption"' in page.text
+    res = client.post("/api/generate", json={"caption": "a red zebra disk", "seed": 2,
+                                             "explain": True})
+    assert res.status_code == 200
+    body = res.json()
+    assert body["unknown_words"] == ["zebra"] and len(body["stages"][0]) == 3
+    assert body["images"][0].startswith("data:image/png;base64,")
+    assert body["explanation"].startswith("data:image/png;base64,")
+    png = client.get("/api/image.png", params={"caption": "a red disk", "seed": 2})
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/api/health").json()["preset"] == "shapes"
+
+
+@pytest.mark.parametrize("payload,status", [
+    ({"caption": ""}, 400),
+    ({"caption": "zebra giraffe"}, 400),
+    ({"caption": "a red disk " * 20}, 413),
+    ({"caption": "a red disk", "n": 3}, 413),
+    ({"caption": "a red disk", "seed": -1}, 422),
+    ({"seed": 1}, 422),
+])
+def test_api_bad_input(client, payload, status):
+    res = client.post("/api/generate", json=payload)
+    assert res.status_code == status
+    assert "detail" in res.json()
+
+
+def test_api_refuses_when_the_queue_is_full(pipe):
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from dmgan.serve.app import create_app
+
+    app = create_app(pipe, queue_size=0)
+    client = TestClient(app)
+    started, release = threading.Event(), threading.Event()
+    original = pipe.__call__
+
+    def slow(*a, **k):
+        started.set()
+        release.wait(10)
+        return original(*a, **k)
+
+    results = {}
+    pipe.__class__.__call__, saved = (lambda self, *a, **k: slow(*a, **k)), pipe.__class__.__call__
+    try:
+        t = threading.Thread(target=lambda: results.setdefault(
+            "first", client.post("/api/generate", json={"caption": "a red disk"}).status_code))
+        t.start()
+        assert started.wait(10)
+        busy = client.post("/api/generate", json={"caption": "a blue disk"})
+        release.set()
+        t.join(20)
+    finally:
+        pipe.__class__.__call__ = saved
+    assert busy.status_code == 503 and results["first"] == 200
+
+
+def test_readme_generate_explain_serve_examples(tmp_path, model_path):
+    """The README's use examples, on the test model when no bundled model is installed."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from dmgan.pipeline import bundled_model_path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- readme:use -->\s*```bash\n(.*?)```", text, re.S).group(1)
+    lines = [ln for ln in block.strip().splitlines() if ln.startswith("dmgan ")]
+    assert [shlex.split(ln)[1] for ln in lines] == ["generate", "generate", "explain"]
+    extra = [] if bundled_model_path().is_file() else ["--checkpoint", str(model_path)]
+    for line in lines:
+        res = _dmgan(*shlex.split(line)[1:], *extra, cwd=tmp_path)
+        assert res.returncode == 0, (line, res.stderr)
+    assert (tmp_path / "explain.png").is_file() and (tmp_path / "out.png").is_file()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "DMGANPipeline" in c)
+    if not bundled_model_path().is_file():
+        code = code.replace("from_pretrained()", f"from_pretrained({str(model_path)!r})")
+    code = code.replace('"circle.png"', repr(str(tmp_path / "circle.png")))
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "circle.png").is_file()
+    serve = re.search(r"<!-- readme:serve -->\s*```bash\n(.*?)```", text, re.S).group(1).strip()
+    assert shlex.split(serve)[:2] == ["dmgan", "serve"]
+    from dmgan.cli import build_parser
+
+    assert build_parser().parse_args(shlex.split(serve)[1:]).port == 8000
+
+
+def test_browser_shows_the_image(tmp_path, model_path):
+    """The page in headless Chromium: type a caption, click Generate, an image appears."""
+    import os
+    import shutil
+    import socket
+    import threading
+    import time
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None and os.geteuid() == 0:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True,
+                       timeout=900, env=env)
+        chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed and could not be installed here")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import uvicorn
+
+    from dmgan.serve.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(DMGANPipeline.from_pretrained(model_path)),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=[
+                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.fill("#caption", "a large red circle on a blue background")
+            page.click("#go")
+            page.wait_for_selector("#stages img.stage >> nth=2", timeout=30000)
+            page.wait_for_function("document.getElementById('explanation').naturalWidth > 0",
+                                   timeout=30000)
+            widths = page.eval_on_selector_all("#stages img", "els => els.map(e => e.naturalWidth)")
+            assert widths == [16, 32, 64]
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert (tmp_path / "page.png").stat().st_size > 10_000
