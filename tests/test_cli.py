@@ -101,8 +101,19 @@ def test_readme_eval_example_names_real_flags():
     assert ns.metrics == ["fid", "is"] and ns.ref_stats == "bird_val.npz"
 
 
-def test_readme_main_command_demo(tmp_path):
+def test_readme_main_command(tmp_path):
     cmd = shlex.split(_readme_block("readme:main"))
+    assert cmd[:2] == ["dmgan", "generate"]
+    res = subprocess.run([sys.executable, "-m", "dmgan", *cmd[1:]], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out.png").size == (64, 64)
+
+
+def test_readme_demo_command(tmp_path):
+    cmd = shlex.split(_readme_block("readme:demo"))
     assert cmd == ["dmgan", "demo"]
     res = _dmgan(*cmd[1:], "--minutes", "0.25", "--judge", "20", "--workers", "0", "--out",
                  str(tmp_path / "demo"))

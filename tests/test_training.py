@@ -163,3 +163,20 @@ def test_bad_arguments_give_clear_errors(tmp_path, damsm):
     res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--out", str(tmp_path / "r"),
                  "--damsm", str(damsm), "--amp", "fp16", "--device", "cpu")
     assert res.returncode == 2 and "fp16 needs a CUDA device" in res.stderr
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path, damsm):
+    with pytest.warns(UserWarning, match="slower than fp32"):
+        result = train_gan(tiny_config(), _opts(tmp_path / "bf16", damsm, max_steps=2, amp="bf16",
+                                                device="cpu"))
+    assert result.step == 2
+    _, payload = load_checkpoint(result.last_checkpoint)
+    assert all(torch.isfinite(v).all() for v in payload["networks"]["generator"].values()
+               if v.is_floating_point())
+
+
+def test_no_memory_ablation_trains(tmp_path, damsm):
+    cfg = tiny_config()
+    cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
+    result = train_gan(cfg, _opts(tmp_path / "nomem", damsm, max_steps=2))
+    assert result.step == 2
