@@ -125,3 +125,29 @@ def test_stage_count_and_base_size_are_free():
             torch.zeros(2, 4, dtype=torch.bool))
     assert [i.shape[-1] for i in out.images] == [16, 32, 64]
     assert len(build_discriminators(cfg)) == 3
+
+
+def test_folded_batch_norm_keeps_the_function():
+    from conftest import SMALL
+
+    from dmgan import DMGAN, DMGANError, load_released
+    from dmgan.nn.fuse import fold_batch_norm
+
+    g = load_released(build_generator(preset("small")), SMALL / "netG.pth")
+    torch.manual_seed(0)
+    # rescale the formula weights' running statistics so eval-mode activations stay moderate
+    for m in g.modules():
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            m.running_var.mul_(50.0)
+    g.eval()
+    args = (torch.randn(3, 20), torch.randn(3, 32), torch.randn(3, 32, 5),
+            torch.zeros(3, 5, dtype=torch.bool))
+    folded = fold_batch_norm(g).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        a, b = g(*args, sample_condition=False), folded(*args, sample_condition=False)
+    for x, y in zip(a.images + a.attention, b.images + b.attention, strict=True):
+        torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    model = DMGAN.from_preset("small").optimize_for_inference()
+    with pytest.raises(DMGANError, match="optimized for inference"):
+        model.save("never.pt")

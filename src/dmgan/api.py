@@ -16,6 +16,7 @@ from torch import nn
 
 from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
 from dmgan.config import DMGANConfig, preset
+from dmgan.errors import DMGANError
 from dmgan.models import build_discriminators, build_generator, build_text_encoder
 from dmgan.nn import GeneratorOutput, TextEncoding
 from dmgan.released import load_released
@@ -64,7 +65,24 @@ class DMGAN(nn.Module):
         load_network(model.generator, payload, gen, os.fspath(path))
         return model
 
+    def optimize_for_inference(self, *, channels_last: bool = True) -> DMGAN:
+        """Fold batch norms into their convs and use channels_last (the CPU fast path).
+
+        The same function up to float rounding; the model cannot be trained afterwards.
+        """
+        from dmgan.nn.fuse import fold_batch_norm
+
+        self.generator = fold_batch_norm(self.generator)
+        self.inference_only = True
+        if channels_last:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+        self.eval()
+        return self
+
     def save(self, path: PathLike) -> None:
+        if getattr(self, "inference_only", False):
+            raise DMGANError("this model was optimized for inference (batch norms folded); "
+                             "save the model before optimize_for_inference()")
         extra = {"vocab": list(self.vocab)} if self.vocab is not None else {}
         save_checkpoint(path, config=self.config,
                         networks={"text_encoder": self.text_encoder, "generator": self.generator},

@@ -67,7 +67,7 @@ class DMGANPipeline:
         if model.vocab is None:
             raise CheckpointError(f"{path} has no vocabulary; convert released files with "
                                   f"dmgan convert-released (it takes captions.pickle)")
-        return cls(model.to(device), Vocabulary(model.vocab))
+        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab))
 
     def encode(self, caption: str, seed: int) -> tuple[list[int], list[str]]:
         enc = self.vocab.encode(caption)  # CaptionError when no word is known
