@@ -249,7 +249,6 @@ def cmd_demo(args: argparse.Namespace) -> None:
     damsm = pretrain_damsm(cfg, data="shapes", out=run / "damsm", minutes=damsm_min,
                            seed=args.seed, workers=args.workers)
     args.data, args.damsm, args.resume, args.max_steps = "shapes", str(damsm.path), False, None
-    args.minutes_gan = gan_min
     opts = _train_options(args)
     opts.minutes = gan_min
     result = train_gan(cfg, opts)
