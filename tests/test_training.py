@@ -180,3 +180,41 @@ def test_no_memory_ablation_trains(tmp_path, damsm):
     cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
     result = train_gan(cfg, _opts(tmp_path / "nomem", damsm, max_steps=2))
     assert result.step == 2
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, damsm, monkeypatch):
+    from dmgan import DMGANError
+    from dmgan.train import gan
+
+    real = gan.generator_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            out.total = out.total * float("nan")
+        return out
+
+    monkeypatch.setattr(gan, "generator_loss", poisoned)
+    with pytest.raises(DMGANError, match=r"non-finite loss .* at step 3 .*ckpt-00000002\.pt"):
+        train_gan(tiny_config(), _opts(tmp_path / "nan", damsm, max_steps=6, log_every=1,
+                                       ckpt_every=2))
+    names = sorted(p.name for p in (tmp_path / "nan").glob("ckpt-*.pt"))
+    assert names == ["ckpt-00000002.pt"]
+    _, payload = load_checkpoint(tmp_path / "nan" / "ckpt-00000002.pt")
+    assert all(torch.isfinite(v).all() for v in payload["networks"]["generator"].values()
+               if v.is_floating_point())
+
+
+def test_sigkill_and_resume_end_bit_identical(tmp_path):
+    """bench/fault_injection.py with a few kills (the full run uses 10)."""
+    script = Path(__file__).resolve().parents[1] / "bench" / "fault_injection.py"
+    res = subprocess.run([sys.executable, str(script), "--kills", "2", "--steps", "80",
+                          "--out", str(tmp_path / "summary.json")], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["bit_identical"] and summary["kills"] >= 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
@@ -312,3 +313,17 @@ def test_browser_shows_the_image(tmp_path, model_path):
         server.should_exit = True
         thread.join(10)
     assert (tmp_path / "page.png").stat().st_size > 10_000
+
+
+def test_fifty_concurrent_requests_complete_or_are_refused(tmp_path, model_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "serve_load.py"
+    res = subprocess.run([sys.executable, str(script), "--requests", "50", "--queue", "8",
+                          "--checkpoint", str(model_path), "--out", str(tmp_path / "load.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((tmp_path / "load.json").read_text())
+    assert summary["ok"] >= 1 and summary["ok"] + summary["refused_busy"] == 50
+    assert summary["oversized_status"] == [413, 413]
+    assert summary["server_peak_rss_mib"] < summary["server_rss_idle_mib"] + 500

@@ -136,6 +136,9 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     step, epoch, batch_in_epoch = 0, 0, 0
 
     if found is not None:
+        if rt.main:  # temporaries of writes that a kill interrupted: never checkpoints
+            for stale in run.glob(".tmp-ckpt-*"):
+                stale.unlink(missing_ok=True)
         _, payload, path = found
         nets = payload["networks"]
         g.load_state_dict(nets["generator"])
