@@ -185,11 +185,12 @@ def evaluate_folder(
         weights = inception_weights or os.environ.get("DMGAN_INCEPTION_WEIGHTS")
         if "fid" in metrics and not (ref_stats or real):
             raise DMGANError("FID needs reference statistics (--ref-stats) or real images (--real)")
+        ref_loaded = load_statistics(ref_stats) if "fid" in metrics and ref_stats else None
         net = load_inception(weights, mode)
         feats = _features(files, net, mode, batch_size, device, "generated images")
         if "fid" in metrics:
-            if ref_stats:
-                mu_r, sigma_r = load_statistics(ref_stats)
+            if ref_loaded is not None:
+                mu_r, sigma_r = ref_loaded
                 ref = str(ref_stats)
             else:
                 mu_r, sigma_r = real_statistics(real, net, mode, weights, batch_size=batch_size,

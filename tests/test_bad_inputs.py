@@ -1,0 +1,181 @@
+"""Bad input across the commands: a clear message, exit status 2, no traceback, and the
+output file that was already there left as it was. In-process (dmgan.cli.main)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dmgan import DMGAN, preset
+from dmgan.cli import main
+from dmgan.data.shapes import vocabulary
+
+OLD = b"previous output, must survive"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    torch.manual_seed(0)
+    model = d / "model.pt"
+    DMGAN(preset("shapes"), vocab=vocabulary().words).save(model)
+    raw = model.read_bytes()
+    (d / "truncated.pt").write_bytes(raw[: len(raw) // 3])
+    (d / "random.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    (d / "empty.pt").write_bytes(b"")
+    torch.save({"ca_net.fc.weight": torch.zeros(4, 4)}, d / "released.pth")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {d / 'PWNED'}",))
+
+    (d / "evil.pt").write_bytes(pickle.dumps({"format": Evil()}))
+    (d / "evil.pickle").write_bytes(pickle.dumps([Evil()], protocol=2))
+    (d / "trunc.pickle").write_bytes(pickle.dumps([[1, 2], [3]], protocol=2)[:9])
+    (d / "latin1.txt").write_bytes(b"a red \xe9\xff disk\n")
+    imgs = d / "imgs"
+    imgs.mkdir()
+    Image.new("RGB", (32, 32), "red").save(imgs / "ok.png")
+    (d / "corrupt").mkdir()
+    (d / "corrupt" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (d / "empty_img").mkdir()
+    (d / "empty_img" / "zero.png").write_bytes(b"")
+    (d / "trunc_img").mkdir()
+    good = imgs / "ok.png"
+    (d / "trunc_img" / "half.png").write_bytes(good.read_bytes()[:40])
+    np.savez(d / "bad_stats.npz", m=np.zeros(3))
+    from dmgan.nn import InceptionV3
+
+    torch.save(InceptionV3(variant="fid").state_dict(), d / "fid.pth")
+    return d
+
+
+
+
+def _run(argv, capsys):
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse: usage error
+        code = exc.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+GEN = "generate"
+
+CASES = [
+    # (name, argv template, expected text in stderr)
+    ("missing checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/none.pt"], "not found"),
+    ("truncated checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/truncated.pt"], "cannot read"),
+    ("random-bytes checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/random.pt"], "cannot read"),
+    ("empty checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/empty.pt"], "cannot read"),
+    ("released file as checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/released.pth"],
+     "not a dmgan checkpoint"),
+    ("malicious pickle checkpoint", [GEN, "a red disk", "--checkpoint", "{d}/evil.pt"], "cannot read"),
+    ("empty caption", [GEN, "", "--checkpoint", "{d}/model.pt"], "has no words"),
+    ("unknown words only", [GEN, "zebra giraffe", "--checkpoint", "{d}/model.pt"], "no word of"),
+    ("10,000-word caption", [GEN, " ".join(["red"] * 10000), "--checkpoint", "{d}/model.pt"],
+     "longer than"),
+    ("non-UTF-8 caption file", [GEN, "--file", "{d}/latin1.txt", "--checkpoint", "{d}/model.pt"],
+     "not UTF-8"),
+    ("missing caption file", [GEN, "--file", "{d}/nofile.txt", "--checkpoint", "{d}/model.pt"],
+     "caption file not found"),
+    ("no caption at all", [GEN, "--checkpoint", "{d}/model.pt"], "give a caption"),
+    ("output folder missing", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-o",
+                               "{d}/no/dir/x.png"], "output folder does not exist"),
+    ("unwritable output", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-o",
+                           "/proc/dmgan-test.png"], "cannot write"),
+    ("zero images", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-n", "0"], "num_images"),
+    ("non-PNG output", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-o", "{d}/x.jpg"],
+     "must be a .png"),
+    ("explain: unknown words only", ["explain", "zebra", "--checkpoint", "{d}/model.pt"], "no word"),
+    ("unknown preset", ["info", "--preset", "birds"], "invalid choice"),
+    ("eval: missing folder", ["eval", "--images", "{d}/nowhere", "--metrics", "is"], "not found"),
+    ("eval: corrupt image", ["eval", "--images", "{d}/corrupt", "--metrics", "is",
+                             "--inception-weights", "{d}/fid.pth"], "bad.png"),
+    ("eval: empty image file", ["eval", "--images", "{d}/empty_img", "--metrics", "is",
+                                "--inception-weights", "{d}/fid.pth"], "zero.png"),
+    ("eval: truncated image", ["eval", "--images", "{d}/trunc_img", "--metrics", "is",
+                               "--inception-weights", "{d}/fid.pth"], "half.png"),
+    ("eval: FID without reference", ["eval", "--images", "{d}/imgs", "--metrics", "fid",
+                                     "--inception-weights", "{d}/released.pth"],
+     "FID needs reference"),
+    ("eval: bad statistics file", ["eval", "--images", "{d}/imgs", "--metrics", "fid",
+                                   "--ref-stats", "{d}/bad_stats.npz", "--inception-weights",
+                                   "{d}/fid.pth"], "'mu' and 'sigma'"),
+    ("eval: missing Inception weights", ["eval", "--images", "{d}/imgs", "--metrics", "is",
+                                         "--inception-weights", "{d}/none.pth"], "pt_inception"),
+    ("train: negative batch size", ["train", "--preset", "shapes", "--data", "shapes", "--out",
+                                    "{d}/run", "--batch-size", "-1"], "batch_size must be > 0"),
+    ("train: missing data", ["train", "--preset", "shapes", "--data", "{d}/nodata", "--out",
+                             "{d}/run", "--damsm", "{d}/model.pt"], "not found"),
+    ("pretrain: missing data", ["pretrain-damsm", "--preset", "shapes", "--data", "{d}/nodata",
+                                "--out", "{d}/dm"], "data folder not found"),
+    ("convert: malicious captions.pickle", ["convert-released", "--preset", "bird", "--netG",
+                                            "{d}/released.pth", "--text-encoder",
+                                            "{d}/released.pth", "--captions", "{d}/evil.pickle",
+                                            "-o", "{d}/out.pt"], "refused"),
+    ("convert: truncated captions.pickle", ["convert-released", "--preset", "bird", "--netG",
+                                            "{d}/released.pth", "--text-encoder",
+                                            "{d}/released.pth", "--captions", "{d}/trunc.pickle",
+                                            "-o", "{d}/out.pt"], "not a readable pickle"),
+    ("oracle: random bytes", ["shapes-oracle", "--oracle", "{d}/random.pt", "--held-out", "10"],
+     "cannot read"),
+    ("export: not a training checkpoint", ["export", "--checkpoint", "{d}/released.pth", "-o",
+                                           "{d}/small.pt"], "not a dmgan checkpoint"),
+    ("check-released: other preset", ["check-released", "--preset", "coco", "--netG",
+                                      "{d}/released.pth"], "does not fit"),
+]
+
+
+@pytest.mark.parametrize("name,argv,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(name, argv, needle, files, capsys, tmp_path):
+    out = tmp_path / "out.png"
+    out.write_bytes(OLD)
+    argv = [a.replace("{d}", str(files)) for a in argv]
+    if argv[0] == GEN and "-o" not in argv:
+        argv += ["-o", str(out)]
+    code, err = _run(argv, capsys)
+    assert code == 2, (name, err)
+    assert needle in err, (name, err)
+    assert "Traceback" not in err
+    assert out.read_bytes() == OLD  # nothing already written is lost
+    assert not (files / "PWNED").exists()
+
+
+def test_full_disk_while_saving_keeps_the_old_file(files, capsys, tmp_path, monkeypatch):
+    out = tmp_path / "out.png"
+    out.write_bytes(OLD)
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    code, err = _run([GEN, "a red disk", "--checkpoint", str(files / "model.pt"), "-o", str(out)],
+                     capsys)
+    assert code == 2 and "No space left on device" in err
+    assert out.read_bytes() == OLD
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA", "CMYK"])
+def test_unusual_image_modes_work(tmp_path, mode):
+    from dmgan.imageio import read_image
+
+    if mode == "I;16":
+        img = Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16))
+    else:
+        img = Image.new("RGB", (64, 64), (200, 30, 30)).convert(mode)
+    path = tmp_path / ("x.tif" if mode == "CMYK" else "x.png")
+    img.save(path)
+    rgb = read_image(path)
+    assert rgb.mode == "RGB" and rgb.size == (64, 64)
+    if mode == "I;16":
+        arr = np.asarray(rgb)
+        assert arr.max() > 200 and arr.min() == 0  # scaled, not clipped to white
