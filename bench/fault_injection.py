@@ -11,7 +11,6 @@ checkpoint every step, so many kills land inside a checkpoint write.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -26,14 +25,7 @@ from pathlib import Path
 def tiny_config():
     from dmgan import preset
 
-    cfg = preset("shapes")
-    return cfg.replace(
-        generator=dataclasses.replace(cfg.generator, gf_dim=4, z_dim=8, condition_dim=8),
-        discriminator=dataclasses.replace(cfg.discriminator, df_dim=2),
-        text=dataclasses.replace(cfg.text, word_dim=16, embed_dim=16),
-        train=dataclasses.replace(cfg.train, batch_size=4),
-        damsm=dataclasses.replace(cfg.damsm, batch_size=8, cnn_width=4),
-    )
+    return preset("tiny")
 
 
 def worker(run: str, damsm: str, steps: int, resume: bool) -> None:

@@ -19,14 +19,7 @@ from dmgan.train.gan import TrainOptions, train_gan
 
 
 def tiny_config():
-    cfg = preset("shapes")
-    return cfg.replace(
-        generator=dataclasses.replace(cfg.generator, gf_dim=4, z_dim=8, condition_dim=8),
-        discriminator=dataclasses.replace(cfg.discriminator, df_dim=2),
-        text=dataclasses.replace(cfg.text, word_dim=16, embed_dim=16),
-        train=dataclasses.replace(cfg.train, batch_size=4),
-        damsm=dataclasses.replace(cfg.damsm, batch_size=8, cnn_width=4),
-    )
+    return preset("tiny")
 
 
 @pytest.fixture(scope="module")

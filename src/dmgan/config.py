@@ -230,7 +230,22 @@ def _shapes() -> DMGANConfig:
     )
 
 
-PRESETS = {"bird": _bird, "coco": _coco, "small": _small, "shapes": _shapes}
+def _tiny() -> DMGANConfig:
+    # The shapes data with networks of a few channels: a run in seconds (tests, fault
+    # injection, trying a command); it learns little.
+    base = _shapes()
+    return dataclasses.replace(
+        base,
+        name="tiny",
+        text=dataclasses.replace(base.text, word_dim=16, embed_dim=16),
+        generator=dataclasses.replace(base.generator, gf_dim=4, z_dim=8, condition_dim=8),
+        discriminator=dataclasses.replace(base.discriminator, df_dim=2),
+        train=dataclasses.replace(base.train, batch_size=4),
+        damsm=dataclasses.replace(base.damsm, batch_size=8, cnn_width=4),
+    )
+
+
+PRESETS = {"bird": _bird, "coco": _coco, "small": _small, "shapes": _shapes, "tiny": _tiny}
 
 
 def preset(name: str, **overrides: Any) -> DMGANConfig:
