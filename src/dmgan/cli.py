@@ -302,8 +302,19 @@ def _output_paths(out: Path, n: int) -> list[Path]:
     return [out] if n == 1 else [out.with_name(f"{out.stem}_{k:03d}.png") for k in range(n)]
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
+def _warnings_to_stderr(fn):
+    """Run fn(); its warnings (unknown words) become one-line messages on stderr."""
     import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn()
+    for w in caught:
+        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+    return result
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
 
     from PIL import Image
 
@@ -311,11 +322,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     captions = _read_captions(args)
     pipe = _pipeline(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = pipe(captions, seed=args.seed, num_images=args.n)
-    for w in caught:
-        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+    out = _warnings_to_stderr(lambda: pipe(captions, seed=args.seed, num_images=args.n))
     paths = _output_paths(Path(args.output), len(out.images))
     for path, final, stages in zip(paths, out.images, out.stage_images, strict=True):
         if args.stages:
@@ -329,7 +336,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    import warnings
 
     from dmgan.viz import explanation_figure, save_png
 
@@ -338,11 +344,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
     if len(captions) != 1:
         raise DMGANError("explain takes one caption")
     pipe = _pipeline(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = pipe(captions[0], seed=args.seed, explain=True)
-    for w in caught:
-        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+    out = _warnings_to_stderr(lambda: pipe(captions[0], seed=args.seed, explain=True))
     if not out.attention[0]:
         raise DMGANError("this model has no memory stage to explain")
     fig = explanation_figure(captions[0], out.stage_images[0], out.words[0], out.attention[0],

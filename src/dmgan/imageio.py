@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from dmgan.errors import DMGANError
@@ -31,10 +32,20 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise DMGANError(f"cannot decode image {path}: {exc}") from None
 
 
+def to_uint8(images) -> np.ndarray:
+    """(B, 3, H, W) or (3, H, W) tensor in [-1, 1] -> (B, H, W, 3) or (H, W, 3) uint8."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).numpy()
+
+
+def to_pil(image) -> Image.Image:
+    """A (3, H, W) tensor in [-1, 1] -> PIL RGB."""
+    return Image.fromarray(to_uint8(image))
+
+
 def save_image(image, path: str | os.PathLike) -> None:
     """A (3, H, W) tensor in [-1, 1] -> PNG (atomically)."""
     from dmgan.fileio import atomic_write
 
-    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().byte()
-    pil = Image.fromarray(arr.permute(1, 2, 0).numpy())
+    pil = to_pil(image)
     atomic_write(path, lambda f: pil.save(f, format="PNG"))

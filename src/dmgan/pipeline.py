@@ -23,6 +23,7 @@ from dmgan.api import DMGAN
 from dmgan.data.transforms import fit_caption
 from dmgan.data.vocab import CaptionError, Vocabulary
 from dmgan.errors import CheckpointError, DMGANError
+from dmgan.imageio import to_pil
 
 BUNDLED_MODEL = "shapes_model.pt"
 
@@ -38,11 +39,6 @@ class PipelineOutput:
     attention: list[list[np.ndarray]] = field(default_factory=list)  # (T, H, W)
     writing_gates: list[list[np.ndarray]] = field(default_factory=list)  # (T,)
     response_gates: list[list[np.ndarray]] = field(default_factory=list)  # (H, W)
-
-
-def _to_pil(x: torch.Tensor) -> Image.Image:
-    arr = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return Image.fromarray(arr.permute(1, 2, 0).numpy())
 
 
 def bundled_model_path() -> Path:
@@ -104,7 +100,7 @@ class DMGANPipeline:
             words = [self.vocab.words[i] for i in ids]
             for j in range(num_images):
                 result.captions.append(caption)
-                stages = [_to_pil(img[j]) for img in out.images]
+                stages = [to_pil(img[j]) for img in out.images]
                 result.stage_images.append(stages)
                 result.images.append(stages[-1])
                 result.words.append(words)

@@ -11,12 +11,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from dmgan.fileio import atomic_write
-
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8."""
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+from dmgan.imageio import to_uint8
 
 
 def caption_grid(images: torch.Tensor, captions: Sequence[str], *, columns: int = 4,

@@ -68,11 +68,12 @@ def average_gradients(params, rt: Runtime) -> None:
         offset += g.numel()
 
 
-def broadcast_state(module: torch.nn.Module, rt: Runtime) -> None:
-    """Rank 0's parameters and buffers to every process (start, and buffers each step)."""
+def broadcast_state(module: torch.nn.Module, rt: Runtime, *, buffers_only: bool = False) -> None:
+    """Rank 0's parameters and buffers (or buffers only: each step) to every process."""
     if rt.world == 1:
         return
-    for t in list(module.parameters()) + list(module.buffers()):
+    params = [] if buffers_only else list(module.parameters())
+    for t in params + list(module.buffers()):
         dist.broadcast(t.data, 0)
 
 
@@ -94,7 +95,7 @@ def check_amp(amp: str, rt: Runtime) -> None:
 
 
 def make_dataset(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
-                 image_sizes: tuple[int, ...] | None = None, workers_safe: bool = True):
+                 image_sizes: tuple[int, ...] | None = None):
     """`data` = "shapes" (built in) or a dataset folder (CUB, COCO or custom layout)."""
     from dmgan.data.datasets import open_dataset
     from dmgan.data.shapes import ShapesDataset

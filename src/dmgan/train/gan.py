@@ -233,7 +233,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
             scaler.step(opt_g)
             scaler.update()
             for module in (g, ds):
-                _sync_buffers(module, rt)
+                broadcast_state(module, rt, buffers_only=True)
 
             # --- phase: update the EMA generator --------------------------------------
             ema.update(g, step)
@@ -278,14 +278,6 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     if bar is not None:
         bar.close()
     return TrainResult(step, run, last_ckpt)
-
-
-def _sync_buffers(module: torch.nn.Module, rt: Runtime) -> None:
-    if rt.world > 1:
-        import torch.distributed as dist
-
-        for b in module.buffers():
-            dist.broadcast(b.data, 0)
 
 
 def _gather_rng(noise_gen: torch.Generator, rt: Runtime):

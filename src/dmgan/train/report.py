@@ -32,6 +32,5 @@ def shapes_accuracy(generator, text_encoder, *, n: int = 500, seed: int = 0, bat
             gen_hits[k] += v
         for k, v in judge(oracle, b.images[-1].to(device), b.attributes).items():
             real_hits[k] += v
-    mean = {k: None for k in ATTRIBUTES}
-    return {"generated": {k: sum(v) / len(v) for k, v in gen_hits.items()} or mean,
+    return {"generated": {k: sum(v) / len(v) for k, v in gen_hits.items()},
             "real": {k: sum(v) / len(v) for k, v in real_hits.items()}, "captions": n}
