@@ -25,6 +25,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--words", type=int, default=18)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="after timing, profile one step and print the top N operators")
     args = p.parse_args()
 
     from dmgan import build_discriminators, build_generator, preset
@@ -72,6 +74,12 @@ def main() -> None:
         t0 = time.perf_counter()
         step(i + 1)
         times.append(time.perf_counter() - t0)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            step(args.repeats + 1)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
     med = st.median(times)
     print(json.dumps({"bench": "train_step", "preset": args.preset, "batch": b,
                       "channels_last": args.channels_last, "threads": torch.get_num_threads(),

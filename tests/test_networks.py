@@ -151,3 +151,47 @@ def test_folded_batch_norm_keeps_the_function():
     model = DMGAN.from_preset("small").optimize_for_inference()
     with pytest.raises(DMGANError, match="optimized for inference"):
         model.save("never.pt")
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_fused_upsample_conv_equals_upsample_then_conv(layout, with_bias):
+    """The four-phase 2x2 form of nearest-x2 + 3x3 conv: same values and gradients, same layout."""
+    from dmgan.nn.layers import layout as layout_of
+    from dmgan.nn.layers import upsample_conv3x3
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
+    ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b, padding=1)
+    out = upsample_conv3x3(x, w, b)
+    assert out.shape == (2, 4, 10, 14)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(ref)
+    inputs = [x, w] + ([b] if with_bias else [])
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad),
+                         strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # a channels_last weight makes a channels_last output, as a plain conv does
+    wl = w.detach().contiguous(memory_format=layout)
+    assert layout_of(upsample_conv3x3(x.detach(), wl, None)) == layout
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_glu_equals_torch_glu_and_keeps_the_gradient_layout(layout):
+    from dmgan.nn.layers import glu
+    from dmgan.nn.layers import layout as layout_of
+
+    x = torch.randn(3, 8, 4, 5, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    torch.testing.assert_close(glu(x), F.glu(x, dim=1), rtol=0, atol=0)
+    grad = torch.randn(3, 4, 4, 5, dtype=torch.float64)
+    (got,) = torch.autograd.grad(glu(x), x, grad)
+    (want,) = torch.autograd.grad(F.glu(x, dim=1), x, grad)
+    torch.testing.assert_close(got, want, rtol=1e-14, atol=1e-14)
+    assert layout_of(got) == layout
+    assert torch.autograd.gradcheck(glu, (x[:1, :, :2, :2].detach().requires_grad_(True),))
+    with pytest.raises(ValueError, match="even number"):
+        glu(torch.randn(2, 3))

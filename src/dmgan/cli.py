@@ -220,7 +220,7 @@ def _train_options(args: argparse.Namespace, **over):
         data=args.data, out=Path(args.out), damsm=Path(args.damsm) if args.damsm else None,
         resume=args.resume, max_steps=args.max_steps, minutes=args.minutes, seed=args.seed,
         device=args.device, amp=args.amp, compile=args.compile,
-        channels_last=None if args.channels_last == "auto" else args.channels_last == "on",
+        channels_last=args.channels_last == "on",
         workers=args.workers, log_every=args.log_every, sample_every=args.sample_every,
         ckpt_every=args.ckpt_every, keep=args.keep, tensorboard=args.tensorboard, **over)
 
@@ -422,7 +422,8 @@ def _add_train_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     s.add_argument("--compile", action="store_true", help="torch.compile the generator")
-    s.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"])
+    s.add_argument("--channels-last", default="on", choices=["on", "off"],
+                   help="memory layout of images and features (on: measured faster)")
     s.add_argument("--workers", type=int, default=2, help="data loader processes")
     s.add_argument("--log-every", type=int, default=50)
     s.add_argument("--sample-every", type=int, default=500)

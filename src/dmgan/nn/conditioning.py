@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from dmgan.nn.layers import glu
 
 
 class ConditioningAugmentation(nn.Module):
@@ -22,7 +23,7 @@ class ConditioningAugmentation(nn.Module):
         self, sentence: torch.Tensor, *, sample: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, D) -> code, mu, logvar, each (B, condition_dim). sample=False gives code = mu."""
-        x = F.glu(self.fc(sentence), dim=1)
+        x = glu(self.fc(sentence))
         mu, logvar = x[:, : self.condition_dim], x[:, self.condition_dim :]
         if not sample:
             return mu, mu, logvar

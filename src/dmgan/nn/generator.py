@@ -9,11 +9,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dmgan.nn.conditioning import ConditioningAugmentation
-from dmgan.nn.layers import UpBlock, conv3x3
+from dmgan.nn.layers import UpBlock, conv3x3, glu
 from dmgan.nn.memory import MemoryStage
 
 
@@ -41,7 +40,7 @@ class InitStage(nn.Module):
         )
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        x = F.glu(self.bn(self.fc(code)), dim=1).view(-1, self.channels, 4, 4)
+        x = glu(self.bn(self.fc(code))).view(-1, self.channels, 4, 4)
         for up in self.ups:
             x = up(x)
         return x

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmgan.nn.layers import ResBlock, UpBlock
+from dmgan.nn.layers import ResBlock, UpBlock, layout
 
 
 @dataclass
@@ -99,7 +99,11 @@ class MemoryStage(nn.Module):
         attention = torch.softmax(scores.masked_fill(pad, float("-inf")), dim=1)
 
         # Value reading and the response gate.
-        read = torch.bmm(value, attention).view(b, c, height, width)  # (B, C, H, W)
+        if layout(h) == torch.channels_last:  # read in h's layout: (B, Q, C) -> (B, C, H, W) view
+            read = torch.bmm(attention.transpose(1, 2), value.transpose(1, 2)).transpose(1, 2)
+        else:
+            read = torch.bmm(value, attention)
+        read = read.view(b, c, height, width)  # (B, C, H, W)
         response_gate = torch.sigmoid(self.response_gate(torch.cat((h, read), dim=1)))
         fused = h * (1.0 - response_gate) + read * response_gate
 
