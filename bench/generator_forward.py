@@ -1,58 +1,66 @@
 """Forward pass of a preset's generator (random weights) on CPU: median time, images/s, peak memory.
 
 Variants: contiguous (NCHW), channels_last, channels_last+fold (batch norms folded into
-the convs, as DMGAN.optimize_for_inference and the pipeline do).
+the convs, as DMGAN.optimize_for_inference and the pipeline do); add "+compile" to any of
+them for torch.compile (e.g. channels_last+fold+compile). FLOPs are counted as executed
+(matmuls and convolutions; not for compiled variants).
 
 Each (batch, layout) case runs in a fresh subprocess so its peak RSS is its own.
 
     python bench/generator_forward.py --preset bird --batch 1 8 --repeats 5
+    python bench/generator_forward.py --device cuda --amp bf16 --batch 64 \
+        --layouts channels_last+fold channels_last+fold+compile          # on a GPU
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 
-def run_case(preset_name: str, batch: int, repeats: int, layout: str, words: int) -> dict:
+def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     import torch
+    from benchlib import count_flops, median_seconds, peak_memory_mib
 
     from dmgan import build_generator, preset
 
     torch.manual_seed(0)
-    cfg = preset(preset_name)
+    dev = torch.device(args.device)
+    cfg = preset(args.preset)
     g = build_generator(cfg).eval()
-    if "fold" in layout:
+    if "fold" in variant:
         from dmgan.nn.fuse import fold_batch_norm
 
         g = fold_batch_norm(g)
-    if "channels_last" in layout:
-        g = g.to(memory_format=torch.channels_last)
+    g = g.to(dev, memory_format=torch.channels_last if "channels_last" in variant else
+             torch.contiguous_format)
+    run = torch.compile(g) if "compile" in variant else g
     d = cfg.text.embed_dim
-    noise, sent = torch.randn(batch, cfg.generator.z_dim), torch.randn(batch, d)
-    words_t = torch.randn(batch, d, words)
-    mask = torch.zeros(batch, words, dtype=torch.bool)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    with torch.inference_mode():
-        g(noise, sent, words_t, mask)  # warm-up
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            g(noise, sent, words_t, mask)
-            times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    inputs = (torch.randn(batch, cfg.generator.z_dim, device=dev), torch.randn(batch, d, device=dev),
+              torch.randn(batch, d, args.words, device=dev),
+              torch.zeros(batch, args.words, dtype=torch.bool, device=dev))
+    amp = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if args.amp == "bf16"
+           else contextlib.nullcontext())
+    rss_before = peak_memory_mib(dev)
+
+    def forward(_: int = 0) -> None:
+        with torch.inference_mode(), amp:
+            run(*inputs)
+
+    med = median_seconds(forward, args.repeats, dev, warmup=2 if "compile" in variant else 1)
+    memory = peak_memory_mib(dev)
+    flops = count_flops(lambda: forward()) if "compile" not in variant else None
     return {
-        "preset": preset_name, "batch": batch, "variant": layout,
-        "threads": torch.get_num_threads(), "repeats": repeats,
+        "preset": args.preset, "batch": batch, "variant": variant, "device": str(dev),
+        "amp": args.amp, "threads": torch.get_num_threads(), "repeats": args.repeats,
         "median_s": round(med, 4), "s_per_image": round(med / batch, 4),
         "images_per_s": round(batch / med, 3),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "rss_before_mib": round(rss_before / 1024, 1),
+        "gflop_per_image": None if flops is None else round(flops / batch / 1e9, 2),
+        "achieved_gflop_s": None if flops is None else round(flops / med / 1e9, 1),
+        "peak_memory_mib": round(memory, 1), "memory_before_mib": round(rss_before, 1),
     }
 
 
@@ -64,17 +72,19 @@ def main() -> None:
     p.add_argument("--words", type=int, default=18)
     p.add_argument("--layouts", nargs="+",
                    default=["contiguous", "channels_last", "channels_last+fold"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["off", "bf16"], default="off")
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.case:
-        b, layout = args.case.split(",")
-        print(json.dumps(run_case(args.preset, int(b), args.repeats, layout, args.words)))
+        b, variant = args.case.split(",")
+        print(json.dumps(run_case(args, int(b), variant)))
         return
-    for layout in args.layouts:
+    for variant in args.layouts:
         for b in args.batch:
             out = subprocess.run([sys.executable, __file__, "--preset", args.preset, "--repeats",
-                                  str(args.repeats), "--words", str(args.words),
-                                  "--case", f"{b},{layout}"],
+                                  str(args.repeats), "--words", str(args.words), "--device",
+                                  args.device, "--amp", args.amp, "--case", f"{b},{variant}"],
                                  capture_output=True, text=True, check=True)
             print(out.stdout.strip(), flush=True)
 

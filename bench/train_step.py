@@ -1,30 +1,39 @@
-"""One DM-GAN training iteration (D updates, G update with the DAMSM loss through the image
-encoder, EMA) on random data: median seconds, images/s, peak RSS.
+"""One DM-GAN training iteration (three D updates, the G update with the DAMSM loss through
+the image encoder, EMA) on random data: median seconds, images/s, peak memory, and the
+FLOP rate against a measured conv peak (model FLOP utilisation).
 
     python bench/train_step.py --preset bird --batch 10 --repeats 3
+    python bench/train_step.py --preset bird --batch 10 --layout contiguous
     python bench/train_step.py --preset shapes --batch 32 --repeats 10
+    python bench/train_step.py --device cuda --amp bf16 --compile --batch 64   # on a GPU
 
+FLOPs are counted (torch.utils.flop_counter) over one step as executed: matmuls and
+convolutions, forward and backward. The peak is a 3x3 channels_last conv measured on the
+same device and dtype (bench/benchlib.py), or --peak-tflops (e.g. a data-sheet number).
 Random weights; the DAMSM encoders are frozen as in training.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
-import statistics as st
-import time
 
 import torch
+from benchlib import conv_peak_flops, count_flops, median_seconds, peak_memory_mib
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="bird")
     p.add_argument("--batch", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--words", type=int, default=18)
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--layout", choices=["channels_last", "contiguous"], default="channels_last")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
+    p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    p.add_argument("--peak-tflops", type=float, help="peak to report utilisation against")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile one step and print the top N operators")
     args = p.parse_args()
@@ -35,57 +44,73 @@ def main() -> None:
     from dmgan.train.gan import EMA
 
     torch.manual_seed(0)
+    dev = torch.device(args.device)
     cfg = preset(args.preset)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    g = build_generator(cfg).to(memory_format=fmt).train()
-    ds = build_discriminators(cfg).to(memory_format=fmt).train()
-    te = build_text_encoder(cfg).eval().requires_grad_(False)
-    ie = build_image_encoder(cfg).to(memory_format=fmt).eval().requires_grad_(False)
+    fmt = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
+    g = build_generator(cfg).to(dev, memory_format=fmt).train()
+    ds = build_discriminators(cfg).to(dev, memory_format=fmt).train()
+    te = build_text_encoder(cfg).to(dev).eval().requires_grad_(False)
+    ie = build_image_encoder(cfg).to(dev, memory_format=fmt).eval().requires_grad_(False)
     ema = EMA(g, cfg.train.ema_decay, False)
+    g_run = torch.compile(g) if args.compile else g
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_ds = [torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)) for d in ds]
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
     b, t = args.batch, args.words
-    caps = torch.randint(1, cfg.text.vocab_size, (b, t))
-    lens = torch.full((b,), t)
-    reals = [torch.rand(b, 3, s, s).mul(2).sub(1).contiguous(memory_format=fmt)
+    caps = torch.randint(1, cfg.text.vocab_size, (b, t), device=dev)
+    lens = torch.full((b,), t, device=dev)
+    reals = [torch.rand(b, 3, s, s, device=dev).mul(2).sub(1).contiguous(memory_format=fmt)
              for s in cfg.generator.image_sizes]
-    class_ids = torch.arange(b)
+    class_ids = torch.arange(b, device=dev)
+    dtype = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+
+    def amp():
+        if args.amp == "off":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=dev.type, dtype=dtype)
 
     def step(i: int) -> None:
         with torch.no_grad():
             text = te(caps, lens)
-        out = g(torch.randn(b, cfg.generator.z_dim), text.sentence, text.words, text.mask)
+        with amp():
+            out = g_run(torch.randn(b, cfg.generator.z_dim, device=dev), text.sentence, text.words,
+                        text.mask)
         for d, o, real, fake in zip(ds, opt_ds, reals, out.images, strict=True):
-            loss = discriminator_loss(d, real, fake, text.sentence).total
+            with amp():
+                loss = discriminator_loss(d, real, fake, text.sentence).total
             o.zero_grad(set_to_none=True)
-            loss.backward()
-            o.step()
+            scaler.scale(loss).backward()
+            scaler.step(o)
         ds.requires_grad_(False)
-        gl = generator_loss(ds, out, text, lens, ie, cfg.loss, class_ids)
+        with amp():
+            gl = generator_loss(ds, out, text, lens, ie, cfg.loss, class_ids)
         opt_g.zero_grad(set_to_none=True)
-        gl.total.backward()
+        scaler.scale(gl.total).backward()
         ds.requires_grad_(True)
-        opt_g.step()
+        scaler.step(opt_g)
+        scaler.update()
         ema.update(g, i)
 
-    step(0)  # warm-up
-    times = []
-    for i in range(args.repeats):
-        t0 = time.perf_counter()
-        step(i + 1)
-        times.append(time.perf_counter() - t0)
+    med = median_seconds(step, args.repeats, dev)
+    memory = peak_memory_mib(dev)
+    flops = count_flops(lambda: step(0))
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else conv_peak_flops(dev, dtype)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            step(args.repeats + 1)
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.profile))
-    med = st.median(times)
-    print(json.dumps({"bench": "train_step", "preset": args.preset, "batch": b,
-                      "channels_last": args.channels_last, "threads": torch.get_num_threads(),
-                      "repeats": args.repeats, "median_s": round(med, 3),
-                      "images_per_s": round(b / med, 2),
-                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            step(0)
+        key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
+    print(json.dumps({
+        "bench": "train_step", "preset": args.preset, "batch": b, "layout": args.layout,
+        "device": str(dev), "amp": args.amp, "compile": args.compile,
+        "threads": torch.get_num_threads(), "repeats": args.repeats, "median_s": round(med, 3),
+        "images_per_s": round(b / med, 2), "gflop_per_image": round(flops / b / 1e9, 1),
+        "achieved_gflop_s": round(flops / med / 1e9, 1), "peak_gflop_s": round(peak / 1e9, 1),
+        "peak_from": "--peak-tflops" if args.peak_tflops else "conv probe",
+        "utilisation": round(flops / med / peak, 3), "peak_memory_mib": round(memory)}))
 
 
 if __name__ == "__main__":

@@ -195,3 +195,24 @@ def test_glu_equals_torch_glu_and_keeps_the_gradient_layout(layout):
     assert torch.autograd.gradcheck(glu, (x[:1, :, :2, :2].detach().requires_grad_(True),))
     with pytest.raises(ValueError, match="even number"):
         glu(torch.randn(2, 3))
+
+
+@pytest.mark.parametrize("batch,side", [(1, 4), (8, 32)])  # outputs fewer / more than weights
+def test_spectral_norm_conv_divides_outputs_or_weights_alike(batch, side):
+    import copy
+
+    from dmgan.nn.layers import SNConv2d
+
+    torch.manual_seed(0)
+    a = SNConv2d(in_ch=16, out_ch=32, kernel_size=4, stride=2, padding=1).double()
+    torch.nn.init.normal_(a.bias)
+    b = copy.deepcopy(a)
+    x = torch.randn(batch, 16, side, side, dtype=torch.float64, requires_grad=True)
+    got = a(x)
+    want = F.conv2d(x, b.normalized_weight(), b.bias, 2, 1)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a.u, b.u, rtol=0, atol=0)
+    grad = torch.randn_like(got)
+    for p, q in zip(torch.autograd.grad(got, [x, a.weight, a.bias], grad),
+                    torch.autograd.grad(want, [x, b.weight, b.bias], grad), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)

@@ -158,7 +158,8 @@ class SNConv2d(nn.Module):
         self.register_buffer("u", _l2_normalize(torch.randn(out_ch)))
         self.register_buffer("v", _l2_normalize(torch.randn(width)))
 
-    def normalized_weight(self) -> torch.Tensor:
+    def sigma(self) -> torch.Tensor:
+        """One power iteration (updating u, v), then the estimate u . (W v), differentiable in W."""
         w = self.weight.reshape(self.weight.shape[0], -1)
         with torch.no_grad():
             v = _l2_normalize(w.t().mv(self.u))
@@ -167,11 +168,21 @@ class SNConv2d(nn.Module):
             # later forward's update cannot invalidate a pending backward.
             self.u.copy_(u)
             self.v.copy_(v)
-        sigma = torch.dot(u, w.mv(v))
-        return self.weight / sigma
+        return torch.dot(u, w.mv(v))
+
+    def normalized_weight(self) -> torch.Tensor:
+        return self.weight / self.sigma()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.normalized_weight(), self.bias, self.stride, self.padding)
+        sigma = self.sigma()
+        k = self.weight.shape[-1]
+        side = [(n + 2 * self.padding - k) // self.stride + 1 for n in x.shape[-2:]]
+        if x.shape[0] * self.weight.shape[0] * side[0] * side[1] >= self.weight.numel():
+            return F.conv2d(x, self.weight / sigma, self.bias, self.stride, self.padding)
+        # conv(x, W / sigma) = conv(x, W) / sigma: deep layers have far fewer outputs than
+        # weights, so divide the outputs there.
+        out = F.conv2d(x, self.weight, None, self.stride, self.padding) / sigma
+        return out + self.bias.view(1, -1, 1, 1)
 
 
 def init_released(module: nn.Module) -> None:

@@ -1,0 +1,62 @@
+"""Shared pieces of the benchmarks: timing medians, FLOP counts, a conv peak probe, memory."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[int], None], repeats: int, device: torch.device,
+                   warmup: int = 1) -> float:
+    """Median wall time of fn(i) over `repeats` calls after `warmup` untimed ones."""
+    for i in range(warmup):
+        fn(i)
+    sync(device)
+    times = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn(warmup + i)
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def count_flops(fn: Callable[[], None]) -> int:
+    """FLOPs of the matmuls and convolutions (forward and backward) that fn runs, as executed."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def conv_peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """FLOP/s of a good 3x3 convolution in channels_last (128 -> 256 channels, 128 px): the
+    practical ceiling for conv networks on this device, measured rather than looked up."""
+    batch = 8 if device.type == "cpu" else 64
+    x = torch.randn(batch, 128, 128, 128, device=device, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 128, 3, 3, device=device, dtype=dtype)
+    w = w.contiguous(memory_format=torch.channels_last)
+    flops = 2 * batch * 256 * 128 * 9 * 128 * 128
+    with torch.inference_mode():
+        sec = median_seconds(lambda _: F.conv2d(x, w, padding=1), repeats, device)
+    return flops / sec
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    """Peak resident memory of this process (CPU) or peak allocated GPU memory (CUDA)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
