@@ -155,11 +155,15 @@ def test_folded_batch_norm_keeps_the_function():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_fused_upsample_conv_equals_upsample_then_conv(layout, with_bias):
+def test_fused_upsample_conv_equals_upsample_then_conv(layout, with_bias, monkeypatch):
     """The four-phase 2x2 form of nearest-x2 + 3x3 conv: same values and gradients, same layout."""
+    from dmgan.nn import layers
     from dmgan.nn.layers import layout as layout_of
-    from dmgan.nn.layers import upsample_conv3x3
+    from dmgan.nn.layers import phase_kernels, upsample_conv3x3
 
+    monkeypatch.setattr(layers, "PHASE_MIN_PIXELS", 1)  # the phase form even for a small input
+    built = []
+    monkeypatch.setattr(layers, "phase_kernels", lambda w: built.append(1) or phase_kernels(w))
     torch.manual_seed(0)
     x = torch.randn(2, 3, 5, 7, dtype=torch.float64).contiguous(memory_format=layout)
     x.requires_grad_(True)
@@ -167,7 +171,7 @@ def test_fused_upsample_conv_equals_upsample_then_conv(layout, with_bias):
     b = torch.randn(4, dtype=torch.float64, requires_grad=True) if with_bias else None
     ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b, padding=1)
     out = upsample_conv3x3(x, w, b)
-    assert out.shape == (2, 4, 10, 14)
+    assert out.shape == (2, 4, 10, 14) and built
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
     grad = torch.randn_like(ref)
     inputs = [x, w] + ([b] if with_bias else [])
@@ -216,3 +220,22 @@ def test_spectral_norm_conv_divides_outputs_or_weights_alike(batch, side):
     for p, q in zip(torch.autograd.grad(got, [x, a.weight, a.bias], grad),
                     torch.autograd.grad(want, [x, b.weight, b.bias], grad), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_generator_under_torch_compile_matches_eager():
+    """The custom autograd functions (GLU, phase interleave) trace under torch.compile."""
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    g = build_generator(cfg).train().to(memory_format=torch.channels_last)
+    args = (torch.randn(4, cfg.generator.z_dim), torch.randn(4, cfg.text.embed_dim),
+            torch.randn(4, cfg.text.embed_dim, 6), torch.zeros(4, 6, dtype=torch.bool))
+    compiled = torch.compile(g, backend="aot_eager", fullgraph=True)
+    outs = []
+    for net in (g, compiled):
+        out = net(*args, sample_condition=False)
+        loss = sum(i.square().mean() for i in out.images)
+        grads = torch.autograd.grad(loss, list(g.parameters()))
+        outs.append((out.images[-1].detach(), grads))
+    torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
+    for a, b in zip(outs[1][1], outs[0][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -40,6 +40,9 @@ class _GLU(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, s = ctx.saved_tensors
         a = x.chunk(2, dim=1)[0]
+        if torch.compiler.is_compiling():  # no out= into strided views there; the compiler fuses
+            grad_a = grad * s
+            return torch.cat((grad_a, grad_a * a * (1.0 - s)), dim=1)
         grad_x = torch.empty_like(x)
         grad_a, grad_b = grad_x.chunk(2, dim=1)
         torch.mul(grad, s, out=grad_a)  # d/da = s, with s = sigmoid(b)
@@ -59,7 +62,21 @@ def glu(x: torch.Tensor) -> torch.Tensor:
 # phases (row parity a, column parity b), a 2x2 conv at the input resolution: rows of parity
 # 0 read input rows (i-1, i) with kernel rows (0, 1+2); parity 1 reads (i, i+1) with (0+1, 2).
 # Same function, 4 instead of 9 multiply-adds per output pixel, no up-sampled copy.
-_PHASE_TAPS = ((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)), ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+# Below this many input pixels (batch x H x W) building the phase kernels costs more than
+# the multiply-adds it saves (measured: the 4 px and 8 px layers of the initial stage).
+PHASE_MIN_PIXELS = 256
+
+
+def _phase_taps(w: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 3-tap axis `dim` of w folded to 2 taps for output parity 0 and for parity 1."""
+    k0, k1, k2 = w.unbind(dim)
+    return torch.stack((k0, k1 + k2), dim), torch.stack((k0 + k1, k2), dim)
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 3, 3) -> (4*O, I, 2, 2): the 2x2 kernels of output phases (0,0), (0,1), (1,0), (1,1)."""
+    phases = [k for rows in _phase_taps(weight, 2) for k in _phase_taps(rows, 3)]
+    return torch.cat(phases, 0).contiguous(memory_format=layout(weight))  # CL weight: CL output
 
 
 class _InterleavePhases(torch.autograd.Function):
@@ -96,12 +113,11 @@ class _InterleavePhases(torch.autograd.Function):
 
 def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """conv2d(interpolate(x, scale_factor=2, mode="nearest"), weight, bias, padding=1), (B, C, H, W)
-    -> (B, O, 2H, 2W), computed as four 2x2 convs at the input resolution (one conv call)."""
-    o, i = weight.shape[:2]
-    taps = torch.tensor(_PHASE_TAPS, dtype=weight.dtype, device=weight.device)  # (phase, tap, k)
-    phases = torch.einsum("apk,bql,oikl->aboipq", taps, taps, weight).reshape(4 * o, i, 2, 2)
-    phases = phases.contiguous(memory_format=layout(weight))  # a channels_last weight: CL output
-    y = F.conv2d(x, phases, None if bias is None else bias.repeat(4), padding=1)  # (B, 4*O, H+1, W+1)
+    -> (B, O, 2H, 2W), computed as four 2x2 convs at the input resolution (one conv call) once
+    x has PHASE_MIN_PIXELS input pixels, else as written."""
+    if x.shape[0] * x.shape[2] * x.shape[3] < PHASE_MIN_PIXELS:
+        return F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
+    y = F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
     return _InterleavePhases.apply(y)
 
 
