@@ -51,7 +51,7 @@ class TrainOptions:
     device: str = "auto"
     amp: str = "off"
     compile: bool = False
-    channels_last: bool = True  # measured faster for training on CPU and GPU
+    channels_last: bool = True  # measured faster for a training step (bench/train_step.py)
     workers: int = 2
     log_every: int = 50
     sample_every: int = 500
@@ -102,8 +102,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     if rt.main:
         run.mkdir(parents=True, exist_ok=True)
         (run / "samples").mkdir(exist_ok=True)
-    # channels_last measured faster for a whole training step on this 2-core CPU too
-    # (bench/train_step.py: bird batch 10 12.4 s vs 12.9 s; shapes batch 32 128 vs 97 images/s).
+    # channels_last measured faster for a whole training step on a 2-core CPU too (bird batch
+    # 10: 12.4 s vs 16.1 s; shapes batch 32: 119-126 vs 108 images/s; bench/train_step.py).
     fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
 
     found = None
