@@ -31,7 +31,8 @@ def damsm(tmp_path_factory):
 
 def _opts(out, damsm, **kw):
     base = dict(data="shapes", out=Path(out), damsm=damsm, workers=0, log_every=2,
-                sample_every=100, ckpt_every=3, keep=5, progress=False, samples=2)
+                sample_every=100, ckpt_every=3, keep=5, progress=False, samples=2,
+                eval_every=0, min_damsm_r1=0.0)
     return TrainOptions(**(base | kw))
 
 
@@ -137,6 +138,9 @@ def test_bad_arguments_give_clear_errors(tmp_path, damsm):
     res = _dmgan("train", "--preset", "bird", "--data", str(tmp_path / "nowhere"), "--out",
                  str(tmp_path / "r"), "--damsm", str(damsm))
     assert res.returncode == 2 and "data folder not found" in res.stderr
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--damsm", str(damsm))
+    assert res.returncode == 2 and "below the 0.5 needed to train on it" in res.stderr
     assert "Traceback" not in res.stderr
     res = _dmgan("train", "--preset", "shapes", "--data", "shapes", "--out", str(tmp_path / "r"))
     assert res.returncode == 2 and "--damsm" in res.stderr

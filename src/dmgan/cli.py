@@ -21,9 +21,42 @@ def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def _info_model(args: argparse.Namespace) -> None:
+    """A trained model file: its configuration, provenance, scores and vocabulary."""
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.pipeline import bundled_model_path
+
+    path = bundled_model_path() if args.checkpoint == "bundled" else Path(args.checkpoint)
+    if not path.is_file():
+        raise DMGANError(f"model file not found: {path}")
+    cfg, payload = load_checkpoint(path)
+    vocab = [w for w in payload.get("vocab") or [] if w != "<end>"]
+    info = {"file": str(path), "preset": cfg.name,
+            "image_sizes": list(cfg.generator.image_sizes),
+            "trained_steps": payload.get("trained_steps", payload.get("step")),
+            "scores": payload.get("scores"), "provenance": payload.get("provenance"),
+            "vocabulary": vocab}
+    if args.json:
+        print(json.dumps(info | {"config": cfg.to_dict()}, indent=2))
+        return
+    label = "the bundled model" if args.checkpoint == "bundled" else str(path)
+    print(f"{label}: preset {cfg.name}, images "
+          f"{'/'.join(map(str, cfg.generator.image_sizes))} px, "
+          f"trained {info['trained_steps']} steps")
+    if info["provenance"]:
+        print(f"  made by: {info['provenance']}")
+    if info["scores"]:
+        print("  scores: " + json.dumps(info["scores"]))
+    print(f"vocabulary ({len(vocab)} words; others are ignored with a warning):")
+    print("  " + " ".join(vocab))
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     from dmgan.models import build_discriminators, build_generator, build_text_encoder
 
+    if args.checkpoint:
+        _info_model(args)
+        return
     cfg = preset(args.preset)
     nets = {
         "text_encoder": build_text_encoder(cfg),
@@ -201,6 +234,10 @@ def _config_for(args: argparse.Namespace):
                           damsm=dataclasses.replace(cfg.damsm, batch_size=args.batch_size))
     if getattr(args, "no_memory", False):
         cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
+    if getattr(args, "set", None):
+        from dmgan.config import override
+
+        cfg = override(cfg, args.set)
     return cfg
 
 
@@ -209,7 +246,8 @@ def cmd_pretrain_damsm(args: argparse.Namespace) -> None:
 
     result = pretrain_damsm(_config_for(args), data=args.data, out=Path(args.out),
                             epochs=args.epochs, minutes=args.minutes, max_steps=args.max_steps,
-                            seed=args.seed, device=args.device, workers=args.workers)
+                            seed=args.seed, device=args.device, workers=args.workers,
+                            target_r1=args.target_r1)
     print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f})")
 
 
@@ -222,7 +260,10 @@ def _train_options(args: argparse.Namespace, **over):
         device=args.device, amp=args.amp, compile=args.compile,
         channels_last=args.channels_last == "on",
         workers=args.workers, log_every=args.log_every, sample_every=args.sample_every,
-        ckpt_every=args.ckpt_every, keep=args.keep, tensorboard=args.tensorboard, **over)
+        ckpt_every=args.ckpt_every, keep=args.keep, tensorboard=args.tensorboard,
+        eval_every=args.eval_every, eval_captions=args.eval_captions,
+        inception_weights=getattr(args, "inception_weights", None),
+        min_damsm_r1=args.min_damsm_r1, **over)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -236,36 +277,16 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from dmgan.models import build_generator
-    from dmgan.train.damsm import pretrain_damsm
-    from dmgan.train.gan import train_gan
-    from dmgan.train.report import shapes_accuracy
+    from dmgan.train.demo import DemoOptions, run_demo
 
-    cfg = _config_for(argparse.Namespace(preset="shapes", no_memory=args.no_memory))
-    run = Path(args.out)
-    damsm_min, gan_min = args.minutes * 0.2, args.minutes * 0.72
-    print(f"demo: {args.minutes} min budget: DAMSM {damsm_min:.1f} min, DM-GAN {gan_min:.1f} min, "
-          f"then the oracle's report", flush=True)
-    damsm = pretrain_damsm(cfg, data="shapes", out=run / "damsm", minutes=damsm_min,
-                           seed=args.seed, workers=args.workers)
-    args.data, args.damsm, args.resume, args.max_steps = "shapes", str(damsm.path), False, None
-    opts = _train_options(args)
-    opts.minutes = gan_min
-    result = train_gan(cfg, opts)
-    from dmgan.checkpoint import load_checkpoint
-    from dmgan.train.damsm import load_damsm
-
-    _, payload = load_checkpoint(result.last_checkpoint)
-    text_encoder = load_damsm(damsm.path, cfg)[0]
-    report = {"minutes": args.minutes, "steps": result.step, "memory": not args.no_memory,
-              "damsm_test_r_at_1": damsm.r_at_1}
-    for name in ("generator_ema", "generator"):
-        g = build_generator(cfg, init=False)
-        g.load_state_dict(payload["networks"][name])
-        report[name] = shapes_accuracy(g, text_encoder, n=args.judge, seed=args.seed)
-    (run / "report.json").write_text(json.dumps(report, indent=2))
+    cfg = _config_for(argparse.Namespace(preset="shapes", no_memory=args.no_memory, set=args.set))
+    args.data, args.damsm, args.resume, args.max_steps = "shapes", None, False, None
+    report = run_demo(cfg, DemoOptions(out=Path(args.out), minutes=args.minutes, judge=args.judge,
+                                       seed=args.seed, min_damsm_r1=args.min_damsm_r1),
+                      _train_options(args))
     print(json.dumps(report, indent=2))
-    samples = sorted((run / "samples").glob("step-*.png"))
+    print(report["verdict"])
+    samples = sorted((Path(args.out) / "samples").glob("step-*.png"))
     if samples:
         print(f"sample grid: {samples[-1]}")
 
@@ -430,9 +451,23 @@ def _add_train_flags(s: argparse.ArgumentParser) -> None:
     s.add_argument("--ckpt-every", type=int, default=500)
     s.add_argument("--keep", type=int, default=3, help="checkpoints kept")
     s.add_argument("--tensorboard", action="store_true")
+    s.add_argument("--eval-every", type=int,
+                   help="judge the EMA generator every N steps into metrics.jsonl and keep the "
+                        "best snapshot as best.pt (default: with every checkpoint; 0: never)")
+    s.add_argument("--eval-captions", type=int, default=200,
+                   help="fixed held-out captions judged at each evaluation")
+    s.add_argument("--min-damsm-r1", type=float, default=0.5,
+                   help="refuse DAMSM encoders whose recorded test R@1 is below this")
     s.add_argument("--minutes", type=float, help="stop after this much time")
     s.add_argument("--no-memory", action="store_true",
                    help="ablation: memory stages pass image features straight through")
+    _add_set_flag(s)
+
+
+def _add_set_flag(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change one config value of the preset, e.g. --set loss.damsm_weight=20 "
+                        "(repeatable; dmgan info --preset P lists the fields)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,8 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"dmgan {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("info", help="print a preset's configuration and network sizes")
-    s.add_argument("--preset", default="bird", choices=sorted(PRESETS))
+    s = sub.add_parser("info", help="print a preset's configuration and network sizes, or a "
+                       "model file's provenance and vocabulary")
+    s.add_argument("--preset", default="bird", choices=sorted(PRESETS), help="preset to describe")
+    s.add_argument("--checkpoint", nargs="?", const="bundled", metavar="MODEL",
+                   help="describe a model file instead (no value: the bundled shapes model), "
+                        "with the words it knows")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_info)
 
@@ -539,11 +578,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int)
     s.add_argument("--minutes", type=float)
     s.add_argument("--max-steps", type=int)
+    s.add_argument("--target-r1", type=float,
+                   help="stop once the test R@1 (checked every 200 steps) reaches this")
     s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     s.add_argument("--workers", type=int, default=2)
+    _add_set_flag(s)
     s.set_defaults(func=cmd_pretrain_damsm)
 
     s = sub.add_parser("train", help="train DM-GAN (the released recipe)")
@@ -555,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int)
     s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=int)
+    s.add_argument("--inception-weights",
+                   help="Inception weights (pytorch-fid) for FID at each evaluation (not shapes)")
     _add_train_flags(s)
     s.set_defaults(func=cmd_train)
 

@@ -15,6 +15,7 @@ from typing import Any
 from dmgan.errors import ConfigError
 
 MASK_MODES = ("released", "exact")
+ADVERSARIAL = ("bce", "hinge")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,14 @@ class LossConfig:
     gamma3: float = 10.0  # DAMSM: smoothing of the image-caption posterior
     damsm_weight: float = 5.0  # LAMBDA: weight of the DAMSM loss in the generator loss
     kl_weight: float = 1.0  # conditioning KL, added as is in the released recipe
+    # "bce" (released): binary cross-entropy on the real/fake and match logits;
+    # "hinge": the hinge loss (D: relu(1 - real) + relu(1 + fake); G: -fake)
+    adversarial: str = "bce"
+    # matching-aware zero-centred gradient penalty on real images with their own sentences
+    # (DF-GAN): ma_gp_weight * mean(|grad of the match logit wrt (image, sentence)|^ma_gp_power);
+    # 0 turns it off (released)
+    ma_gp_weight: float = 0.0
+    ma_gp_power: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,10 @@ class TrainConfig:
     # decay at step t is min(ema_decay, (1 + t) / (10 + t)) when True: an EMA that is useful
     # in short runs (the released recipe uses the fixed decay from step 0)
     ema_warmup: bool = False
+    d_steps: int = 1  # discriminator updates per generator update (released: 1)
+    # mismatched pairs for D: real image i with the batch's most similar sentence of another
+    # class (True), or with sentence i + 1 (False, released)
+    hard_negatives: bool = False
 
 
 @dataclass(frozen=True)
@@ -159,6 +172,12 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (g.mask_mode in MASK_MODES, f"generator.mask_mode must be one of {MASK_MODES}"),
         (d.df_dim > 0, "discriminator.df_dim must be > 0"),
         (tr.batch_size > 0, "train.batch_size must be > 0"),
+        (tr.d_steps >= 1, "train.d_steps must be >= 1"),
+        (cfg.loss.adversarial in ADVERSARIAL, f"loss.adversarial must be one of {ADVERSARIAL}"),
+        (cfg.loss.ma_gp_weight >= 0 and cfg.loss.ma_gp_power > 0,
+         "loss.ma_gp_weight must be >= 0 and loss.ma_gp_power > 0"),
+        (cfg.loss.damsm_weight >= 0 and cfg.loss.kl_weight >= 0,
+         "loss.damsm_weight and loss.kl_weight must be >= 0"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
@@ -255,3 +274,36 @@ def preset(name: str, **overrides: Any) -> DMGANConfig:
     cfg = PRESETS[name]()
     return cfg.replace(**overrides) if overrides else validate(cfg)
 
+
+
+_PARSERS = {"int": int, "float": float, "str": str,
+            "bool": lambda v: {"true": True, "1": True, "false": False, "0": False}[v.lower()]}
+
+
+def override(cfg: DMGANConfig, assignments: list[str]) -> DMGANConfig:
+    """Apply "section.field=value" assignments (e.g. "loss.damsm_weight=20"); validated.
+
+    Values are parsed by the field's type (int, float, bool as true/false, str).
+    """
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        part = getattr(cfg, section, None) if dot and sep else None
+        if not dataclasses.is_dataclass(part):
+            raise ConfigError(f"--set {item!r}: expected section.field=value, e.g. "
+                              f"loss.damsm_weight=20")
+        types = {f.name: f.type for f in dataclasses.fields(part)}
+        if name not in types:
+            raise ConfigError(f"--set {item!r}: config.{section} has no field '{name}' "
+                              f"(fields: {', '.join(sorted(types))})")
+        parse = _PARSERS.get(str(types[name]))
+        if parse is None:
+            raise ConfigError(f"--set {item!r}: config.{section}.{name} cannot be set from "
+                              f"the command line")
+        try:
+            parsed = parse(value.strip())
+        except (ValueError, KeyError):
+            raise ConfigError(f"--set {item!r}: {value!r} is not a valid "
+                              f"{types[name]}") from None
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: parsed})})
+    return validate(cfg)

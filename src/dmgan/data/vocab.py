@@ -36,6 +36,13 @@ def tokenize(caption: str) -> list[str]:
     return out
 
 
+# Words that carry no content by themselves: a caption made only of these (and unknown
+# words) describes nothing, so generating from it is refused like an unknown caption.
+FILLERS = frozenset(
+    "a an the on in at of to with and or is are there that this it its by for from as "
+    "be has have near into onto against".split())
+
+
 class CaptionError(DMGANError):
     """A user's caption that cannot be encoded (no known word, empty)."""
 
@@ -92,6 +99,12 @@ class Vocabulary:
         if not enc.ids:
             raise CaptionError(f"no word of the caption {caption[:80]!r} is in the vocabulary "
                                f"(unknown: {', '.join(sorted(set(enc.unknown)))})")
+        if all(self.words[i] in FILLERS for i in enc.ids):
+            raise CaptionError(f"the caption {caption[:80]!r} has no known word that describes "
+                               f"anything (only fillers like 'a', 'the', 'on'"
+                               + (f"; unknown: {', '.join(sorted(set(enc.unknown)))}"
+                                  if enc.unknown else "")
+                               + "); dmgan info --checkpoint MODEL lists the vocabulary")
         return enc
 
     def decode(self, ids: Iterable[int]) -> str:

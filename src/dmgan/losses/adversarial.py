@@ -20,6 +20,21 @@ def _bce(logits: torch.Tensor, target: float) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
 
+def _real(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """D's loss on logits it should call real (or matching)."""
+    return _bce(logits, 1.0) if kind == "bce" else F.relu(1.0 - logits).mean()
+
+
+def _fake(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """D's loss on logits it should call fake (or mismatched)."""
+    return _bce(logits, 0.0) if kind == "bce" else F.relu(1.0 + logits).mean()
+
+
+def _fooled(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """G's loss: the logits D should call real."""
+    return _bce(logits, 1.0) if kind == "bce" else -logits.mean()
+
+
 def kl_loss(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, 1)), averaged over all elements."""
     return -0.5 * torch.mean(1.0 + logvar - mu.pow(2) - logvar.exp())
@@ -33,34 +48,105 @@ class DiscriminatorLoss:
     cond_wrong: torch.Tensor  # real image i with sentence i + 1
     uncond_real: torch.Tensor | None
     uncond_fake: torch.Tensor | None
+    gradient_penalty: torch.Tensor | None = None  # matching-aware, when asked for
+
+
+def matching_aware_penalty(
+    d: Discriminator, real: torch.Tensor, sentence: torch.Tensor, *, power: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DF-GAN's matching-aware zero-centred gradient penalty on real, matching pairs.
+
+    Returns (features of `real`, penalty = mean over samples of |grad|^power), where grad is
+    the gradient of the match logit with respect to the image and the sentence together.
+    The graph is kept (create_graph), so the penalty trains D.
+    """
+    real = real.detach().requires_grad_(True)
+    sentence = sentence.detach().requires_grad_(True)
+    features = d(real)
+    logits = d.cond_logits(features, sentence)
+    g_img, g_sent = torch.autograd.grad(logits.sum(), (real, sentence), create_graph=True)
+    norm = torch.cat((g_img.flatten(1), g_sent.flatten(1)), dim=1).norm(dim=1)
+    return features, norm.pow(power).mean()
+
+
+@torch.no_grad()
+def hardest_other_sentence(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
+    """Per sample, the batch's most similar sentence (cosine) of another class: (B, D).
+
+    Mismatched pairs made of these differ from the truth in few words, so D must read every
+    word to reject them (the released pairs, sentence i + 1, differ in most words).
+    """
+    unit = torch.nn.functional.normalize(sentence.float(), dim=1)
+    sim = unit @ unit.t()
+    b = sentence.shape[0]
+    same = torch.eye(b, dtype=torch.bool, device=sentence.device)
+    if class_ids is not None:
+        ids = class_ids.view(-1)
+        same = same | (ids.unsqueeze(0) == ids.unsqueeze(1))
+    sim = sim.masked_fill(same, float("-inf"))
+    pick = sim.argmax(dim=1)
+    # a row with no other class keeps the released choice, the next sample
+    lonely = torch.isinf(sim.max(dim=1).values)
+    pick = torch.where(lonely, (torch.arange(b, device=sentence.device) + 1) % b, pick)
+    return sentence[pick]
 
 
 def discriminator_loss(
-    d: Discriminator, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor
+    d: Discriminator,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    sentence: torch.Tensor,
+    *,
+    kind: str = "bce",
+    gp_weight: float = 0.0,
+    gp_power: float = 6.0,
+    wrong_sentence: torch.Tensor | None = None,
 ) -> DiscriminatorLoss:
     """Real, fake and mismatched pairs; conditional and (when D has it) unconditional.
 
-    The calls run in the released order (D(real), D(fake), then the heads), which fixes
-    the sequence of spectral-norm power iterations.
+    kind "bce" is the released loss, "hinge" the hinge loss. With gp_weight > 0 the
+    matching-aware gradient penalty is added. The mismatched pairs are real image i with
+    sentence i + 1 (released), or with `wrong_sentence[i]` (B, D) when given (e.g. hard
+    negatives, `hardest_other_sentence`). The calls run in the released order
+    (D(real), D(fake), then the heads), which fixes the sequence of spectral-norm power
+    iterations.
     """
     if real.shape[0] < 2:
         raise ValueError("the discriminator loss needs a batch of at least 2 (mismatched pairs)")
-    real_f = d(real)
+    if kind not in ("bce", "hinge"):
+        raise ValueError(f"unknown adversarial loss {kind!r}")
+    penalty = None
+    if gp_weight > 0:
+        real_f, penalty = matching_aware_penalty(d, real, sentence, power=gp_power)
+        penalty = penalty * gp_weight
+    else:
+        real_f = d(real)
     fake_f = d(fake.detach())
-    cond_real = _bce(d.cond_logits(real_f, sentence), 1.0)
-    cond_fake = _bce(d.cond_logits(fake_f, sentence), 0.0)
-    cond_wrong = _bce(d.cond_logits(real_f[:-1], sentence[1:]), 0.0)
+    cond_real = _real(d.cond_logits(real_f, sentence), kind)
+    cond_fake = _fake(d.cond_logits(fake_f, sentence), kind)
+    if wrong_sentence is None:
+        cond_wrong = _fake(d.cond_logits(real_f[:-1], sentence[1:]), kind)
+    else:
+        cond_wrong = _fake(d.cond_logits(real_f, wrong_sentence), kind)
     real_u, fake_u = d.uncond_logits(real_f), d.uncond_logits(fake_f)
     if real_u is None or fake_u is None:
         total = cond_real + (cond_fake + cond_wrong) / 2.0
-        return DiscriminatorLoss(total, cond_real, cond_fake, cond_wrong, None, None)
-    uncond_real, uncond_fake = _bce(real_u, 1.0), _bce(fake_u, 0.0)
-    total = (uncond_real + cond_real) / 2.0 + (uncond_fake + cond_fake + cond_wrong) / 3.0
-    return DiscriminatorLoss(total, cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake)
+        uncond_real = uncond_fake = None
+    else:
+        uncond_real, uncond_fake = _real(real_u, kind), _fake(fake_u, kind)
+        total = (uncond_real + cond_real) / 2.0 + (uncond_fake + cond_fake + cond_wrong) / 3.0
+    if penalty is not None:
+        total = total + penalty
+    return DiscriminatorLoss(total, cond_real, cond_fake, cond_wrong, uncond_real, uncond_fake,
+                             penalty)
 
 
 def generator_adversarial_loss(
-    ds: Sequence[Discriminator], images: Sequence[torch.Tensor], sentence: torch.Tensor
+    ds: Sequence[Discriminator],
+    images: Sequence[torch.Tensor],
+    sentence: torch.Tensor,
+    *,
+    kind: str = "bce",
 ) -> torch.Tensor:
     """Sum over stages of the conditional (+ unconditional) 'looks real' losses."""
     if len(ds) != len(images):
@@ -68,8 +154,8 @@ def generator_adversarial_loss(
     total = images[0].new_zeros(())
     for d, img in zip(ds, images, strict=True):
         features = d(img)
-        total = total + _bce(d.cond_logits(features, sentence), 1.0)
+        total = total + _fooled(d.cond_logits(features, sentence), kind)
         uncond = d.uncond_logits(features)
         if uncond is not None:
-            total = total + _bce(uncond, 1.0)
+            total = total + _fooled(uncond, kind)
     return total

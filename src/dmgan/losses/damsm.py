@@ -18,7 +18,15 @@ _EPS = 1e-8
 class WordLoss:
     loss0: torch.Tensor  # image -> caption direction
     loss1: torch.Tensor  # caption -> image direction
-    attention: list[torch.Tensor]  # per caption i, (1, T_i, H, W): its words over image i
+    diagonal_attention: torch.Tensor  # (B, T, H, W): caption i's words over image i
+    lengths: torch.Tensor  # (B,)
+
+    @property
+    def attention(self) -> list[torch.Tensor]:
+        """Per caption i, (1, T_i, H, W). Built on demand: slicing by length syncs with the
+        device once per sample, which training (that never reads it) should not pay."""
+        return [self.diagonal_attention[i:i + 1, :n]
+                for i, n in enumerate(self.lengths.tolist())]
 
 
 def _same_class_mask(class_ids: torch.Tensor | None, b: int, device) -> torch.Tensor | None:
@@ -80,11 +88,8 @@ def words_loss(
     loss0, loss1 = _two_way_ce(scores_ij, _same_class_mask(class_ids, b, words.device))
 
     diag = torch.arange(b, device=words.device)
-    att_diag = attn[diag, diag]  # (B, T, R)
-    attention = [
-        att_diag[i, : int(lengths[i])].reshape(1, -1, height, width) for i in range(b)
-    ]
-    return WordLoss(loss0=loss0, loss1=loss1, attention=attention)
+    att_diag = attn[diag, diag].reshape(b, t, height, width)
+    return WordLoss(loss0=loss0, loss1=loss1, diagonal_attention=att_diag, lengths=lengths)
 
 
 def sentence_loss(

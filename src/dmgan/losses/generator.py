@@ -39,7 +39,7 @@ def generator_loss(
     loss: LossConfig,
     class_ids: torch.Tensor | None = None,
 ) -> GeneratorLoss:
-    adv = generator_adversarial_loss(ds, out.images, text.sentence)
+    adv = generator_adversarial_loss(ds, out.images, text.sentence, kind=loss.adversarial)
     regions, code = image_encoder(out.images[-1])
     w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,
                    gamma2=loss.gamma2, gamma3=loss.gamma3)

@@ -68,7 +68,11 @@ def pretrain_damsm(
     device: str = "cpu",
     workers: int = 0,
     log_every: int = 50,
+    target_r1: float | None = None,
+    check_every: int = 200,
 ) -> DamsmResult:
+    """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1`) until
+    the test R@1, measured every `check_every` steps on 500 test samples, reaches it."""
     torch.manual_seed(seed)
     dev = torch.device(device)
     d = cfg.damsm
@@ -112,6 +116,15 @@ def pretrain_damsm(
             if clock.out_of_time() or (max_steps is not None and step >= max_steps):
                 done = True
                 break
+            if target_r1 is not None and step % check_every == 0:
+                r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev, limit=500)
+                text_encoder.train()
+                image_encoder.train()
+                log.write({"step": step, "test_r_at_1_500": r1})
+                print(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1:g})", flush=True)
+                if r1 >= target_r1:
+                    done = True
+                    break
         if done:
             break
         if lr > d.lr_floor:
@@ -128,14 +141,24 @@ def pretrain_damsm(
     return DamsmResult(path, step, r1)
 
 
-def load_damsm(path: str | Path, cfg: DMGANConfig):
-    """(text_encoder, image_encoder, vocab words) from a DAMSM checkpoint, frozen, eval."""
+def load_damsm(path: str | Path, cfg: DMGANConfig, *, min_r1: float = 0.0):
+    """(text_encoder, image_encoder, vocab words) from a DAMSM checkpoint, frozen, eval.
+
+    A checkpoint whose recorded test R@1 is below `min_r1` is refused: a GAN trained on
+    encoders that did not learn to match words and images learns nothing from them.
+    """
     dcfg, payload = load_checkpoint(path)
     if payload.get("kind") != "damsm":
         raise CheckpointError(f"{path} is not a DAMSM checkpoint (made by dmgan pretrain-damsm)")
     if dcfg.text != cfg.text or dcfg.damsm.image_encoder != cfg.damsm.image_encoder:
         raise DMGANError(f"{path} was trained for preset '{dcfg.name}' with other text/encoder "
                          f"settings than '{cfg.name}'")
+    r1 = payload.get("test_r_at_1")
+    if isinstance(r1, (int, float)) and r1 < min_r1:
+        raise DMGANError(
+            f"{path} has test R@1 {r1:.3f} (caption -> image among 100; chance 0.01), below "
+            f"the {min_r1:g} needed to train on it: pre-train it longer (dmgan pretrain-damsm "
+            f"--max-steps / --target-r1), or lower the bar with --min-damsm-r1")
     te, ie = build_text_encoder(cfg), build_image_encoder(cfg)
     load_network(te, payload, "text_encoder", str(path))
     load_network(ie, payload, "image_encoder", str(path))

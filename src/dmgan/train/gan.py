@@ -13,10 +13,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from dmgan.checkpoint import save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.errors import DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
+from dmgan.losses.adversarial import hardest_other_sentence
 from dmgan.models import build_discriminators, build_generator
 from dmgan.train.common import (
     Clock,
@@ -37,6 +39,7 @@ from dmgan.train.common import (
     write_config,
 )
 from dmgan.train.damsm import load_damsm
+from dmgan.train.snapshot_eval import SnapshotEvaluator
 
 
 @dataclass
@@ -61,6 +64,13 @@ class TrainOptions:
     progress: bool | None = None  # None: a bar when stderr is a terminal
     tensorboard: bool = False
     stop_at_step: int | None = None  # for tests: stop (as if killed) after this step
+    # evaluation at snapshots (metrics.jsonl, best.pt): every this many steps (None: with
+    # every checkpoint; 0: never), on this many fixed held-out captions
+    eval_every: int | None = None
+    eval_captions: int = 200
+    inception_weights: str | None = None  # FID at snapshots (CUB/COCO-style data)
+    min_damsm_r1: float = 0.5  # refuse DAMSM encoders whose test R@1 is below this
+    min_steps: int | None = None  # warn early when the time budget cannot reach this many steps
     extra: dict = field(default_factory=dict)
 
 
@@ -81,10 +91,13 @@ class EMA:
     @torch.no_grad()
     def update(self, net: torch.nn.Module, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
-        for e, p in zip(self.net.parameters(), net.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - d)
-        for e, b in zip(self.net.buffers(), net.buffers(), strict=True):
-            e.copy_(b)
+        if getattr(self, "_for", None) is not net:  # list the tensors once per live network
+            self._for = net
+            self._pairs = (list(self.net.parameters()), [p.detach() for p in net.parameters()],
+                           list(self.net.buffers()), list(net.buffers()))
+        ema_p, live_p, ema_b, live_b = self._pairs
+        torch._foreach_lerp_(ema_p, live_p, 1.0 - d)  # one fused call, not one per tensor
+        torch._foreach_copy_(ema_b, live_b)
 
 
 def _sample_inputs(dataset, n: int, cfg: DMGANConfig, seed: int):
@@ -92,6 +105,83 @@ def _sample_inputs(dataset, n: int, cfg: DMGANConfig, seed: int):
     noise = torch.randn(len(batch.keys), cfg.generator.z_dim,
                         generator=torch.Generator().manual_seed(seed + 999))
     return batch, noise
+
+
+@dataclass
+class GANParts:
+    """What one training step updates, and the frozen encoders it reads."""
+
+    g: torch.nn.Module  # the generator whose parameters the optimizer holds
+    g_run: torch.nn.Module  # what is called: g, or torch.compile(g)
+    ds: torch.nn.ModuleList
+    opt_g: torch.optim.Optimizer
+    opt_ds: list[torch.optim.Optimizer]
+    ema: EMA
+    text_encoder: torch.nn.Module
+    image_encoder: torch.nn.Module
+    scaler: torch.amp.GradScaler
+
+
+def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[torch.Tensor],
+               captions: torch.Tensor, lengths: torch.Tensor, class_ids: torch.Tensor,
+               noise_gen: torch.Generator | None, step: int, amp: str = "off") -> dict[str, torch.Tensor]:
+    """One step: D updates (cfg.train.d_steps per stage), the G update, the EMA update.
+
+    real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,).
+    Returns the step's losses as detached 0-d tensors (no host sync here).
+    """
+    p, dev, lo = parts, real[0].device, cfg.loss
+    with torch.no_grad():
+        text = p.text_encoder(captions, lengths)
+    b = len(lengths)
+
+    def noise() -> torch.Tensor:
+        return torch.randn(b, cfg.generator.z_dim, generator=noise_gen).to(dev)
+
+    # --- phase: update each discriminator (extra D steps judge fresh fakes) ---------
+    wrong = hardest_other_sentence(text.sentence, class_ids) if cfg.train.hard_negatives else None
+    for _ in range(cfg.train.d_steps - 1):
+        with torch.no_grad(), autocast(rt, amp):
+            fakes = p.g_run(noise(), text.sentence, text.words, text.mask).images
+        _update_discriminators(p, lo, rt, amp, real, fakes, text.sentence, wrong)
+    with autocast(rt, amp):
+        out = p.g_run(noise(), text.sentence, text.words, text.mask)
+    d_losses = _update_discriminators(p, lo, rt, amp, real, out.images, text.sentence, wrong)
+
+    # --- phase: update the generator ------------------------------------------------
+    p.ds.requires_grad_(False)
+    with autocast(rt, amp):
+        gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids)
+    p.opt_g.zero_grad(set_to_none=True)
+    p.scaler.scale(gl.total).backward()
+    p.ds.requires_grad_(True)
+    average_gradients(p.g.parameters(), rt)
+    p.scaler.step(p.opt_g)
+    p.scaler.update()
+    for module in (p.g, p.ds):
+        broadcast_state(module, rt, buffers_only=True)
+
+    # --- phase: update the EMA generator --------------------------------------------
+    p.ema.update(p.g, step)
+    return {"g_total": gl.total.detach(), "g_adv": gl.adversarial.detach(),
+            "g_words": gl.damsm_words.detach(), "g_sentence": gl.damsm_sentence.detach(),
+            "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)}}
+
+
+def _update_discriminators(p: GANParts, lo, rt: Runtime, amp: str, real, fakes, sentence,
+                           wrong=None):
+    losses = []
+    for d, opt_d, real_i, fake_i in zip(p.ds, p.opt_ds, real, fakes, strict=True):
+        with autocast(rt, amp):
+            loss_d = discriminator_loss(d, real_i, fake_i, sentence, kind=lo.adversarial,
+                                        gp_weight=lo.ma_gp_weight, gp_power=lo.ma_gp_power,
+                                        wrong_sentence=wrong).total
+        opt_d.zero_grad(set_to_none=True)
+        p.scaler.scale(loss_d).backward()
+        average_gradients(d.parameters(), rt)
+        p.scaler.step(opt_d)
+        losses.append(loss_d.detach())
+    return losses
 
 
 def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
@@ -119,7 +209,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     check_vocab(cfg, train.vocab)
     if opts.damsm is None:
         raise DMGANError("training needs the DAMSM encoders: pass --damsm (see dmgan pretrain-damsm)")
-    text_encoder, image_encoder, vocab_words = load_damsm(opts.damsm, cfg)
+    text_encoder, image_encoder, vocab_words = load_damsm(opts.damsm, cfg,
+                                                          min_r1=opts.min_damsm_r1)
     if vocab_words is not None and vocab_words != train.vocab.words:
         raise DMGANError(f"{opts.damsm} was trained on another vocabulary than {opts.data}'s")
     text_encoder.to(dev)
@@ -155,7 +246,9 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         if rt.main:
             print(f"resumed from {path.name} at step {step}", flush=True)
 
-    g_run = torch.compile(g) if opts.compile else g
+    gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
+                   opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
+                   image_encoder=image_encoder, scaler=scaler)
     if rt.main:
         write_config(run, cfg, {"options": {k: str(v) for k, v in vars(opts).items()},
                                 "world_size": rt.world, "device": str(dev)})
@@ -165,12 +258,18 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     bar = _progress(opts.progress and rt.main)
     clock = Clock(opts.minutes)
     last_ckpt = None
+    eval_every = opts.ckpt_every if opts.eval_every is None else opts.eval_every
+    evaluator = SnapshotEvaluator(
+        data=opts.data, test=test, text_encoder=text_encoder, image_encoder=image_encoder,
+        max_words=cfg.text.words_eval, num=opts.eval_captions, seed=opts.seed, device=dev,
+        inception_weights=opts.inception_weights) if eval_every and rt.main else None
+    best = _best_so_far(run) if evaluator else None
+    pace = Pace(clock, opts.minutes, opts.min_steps, start_step=step)
     sums: dict[str, torch.Tensor] = {}
     t_log, seen, n_summed = time.perf_counter(), 0, 0
 
-    def snapshot() -> Path:
-        _check_finite({k: float(v) for k, v in sums.items()}, step, run, last_ckpt)
-        payload = {
+    def snapshot_payload() -> dict:
+        return {
             "config": cfg,
             "networks": {"generator": g, "generator_ema": ema.net, "text_encoder": text_encoder,
                          "image_encoder": image_encoder,
@@ -181,6 +280,10 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
             "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
             "kind": "dmgan-train",
         }
+
+    def snapshot() -> Path:
+        _check_finite({k: float(v) for k, v in sums.items()}, step, run, last_ckpt)
+        payload = snapshot_payload()
         if rt.main:
             return save_run_checkpoint(run, opts.keep, **payload)
         return run / f"ckpt-{step:08d}.pt"
@@ -201,48 +304,15 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         for batch in loader:
             # --- phase: fetch data ---------------------------------------------------
             real = [x.to(dev, non_blocking=True).contiguous(memory_format=fmt) for x in batch.images]
-            caps, lens = batch.captions.to(dev), batch.lengths.to(dev)
-            class_ids = batch.class_ids.to(dev)
-            with torch.no_grad():
-                text = text_encoder(caps, lens)
-            noise = torch.randn(len(lens), cfg.generator.z_dim, generator=noise_gen).to(dev)
-            with autocast(rt, opts.amp):
-                out = g_run(noise, text.sentence, text.words, text.mask)
-
-            # --- phase: update each discriminator -------------------------------------
-            d_losses = []
-            for d, opt_d, real_i, fake_i in zip(ds, opt_ds, real, out.images, strict=True):
-                with autocast(rt, opts.amp):
-                    loss_d = discriminator_loss(d, real_i, fake_i, text.sentence).total
-                opt_d.zero_grad(set_to_none=True)
-                scaler.scale(loss_d).backward()
-                average_gradients(d.parameters(), rt)
-                scaler.step(opt_d)
-                d_losses.append(loss_d.detach())
-
-            # --- phase: update the generator ------------------------------------------
-            ds.requires_grad_(False)
-            with autocast(rt, opts.amp):
-                gl = generator_loss(ds, out, text, lens, image_encoder, cfg.loss, class_ids)
-            opt_g.zero_grad(set_to_none=True)
-            scaler.scale(gl.total).backward()
-            ds.requires_grad_(True)
-            average_gradients(g.parameters(), rt)
-            scaler.step(opt_g)
-            scaler.update()
-            for module in (g, ds):
-                broadcast_state(module, rt, buffers_only=True)
-
-            # --- phase: update the EMA generator --------------------------------------
-            ema.update(g, step)
+            parts = train_step(
+                gan, cfg, rt, real=real, captions=batch.captions.to(dev),
+                lengths=batch.lengths.to(dev), class_ids=batch.class_ids.to(dev),
+                noise_gen=noise_gen, step=step, amp=opts.amp)
             step += 1
             batch_in_epoch += 1
-            seen += len(lens) * rt.world
+            seen += len(batch.lengths) * rt.world
 
             # --- phase: log (host syncs only here) -------------------------------------
-            parts = {"g_total": gl.total, "g_adv": gl.adversarial, "g_words": gl.damsm_words,
-                     "g_sentence": gl.damsm_sentence, "kl": gl.kl,
-                     **{f"d{i}": x for i, x in enumerate(d_losses)}}
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float()
             n_summed += 1
@@ -259,6 +329,9 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                         writer.add_scalar(k, v, step)
                 _report(bar, record)
                 sums, t_log, seen, n_summed = {}, time.perf_counter(), 0, 0
+            if rt.main:
+                for warning in pace.check(step):
+                    print(f"dmgan: warning: {warning}", file=sys.stderr, flush=True)
 
             # --- phase: snapshot (samples, checkpoint) ---------------------------------
             if rt.main and (step % opts.sample_every == 0 or finished()):
@@ -266,6 +339,20 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                               run / "samples" / f"step-{step:08d}.png", dev)
             if step % opts.ckpt_every == 0 or finished():
                 last_ckpt = snapshot()
+            # --- phase: metrics (EMA G on fixed held-out captions; best.pt) -------------
+            if evaluator is not None and (step % eval_every == 0 or finished()):
+                record = {"step": step, **evaluator(ema.net)}
+                JsonLog(run / "metrics.jsonl", True).write(record)
+                if writer:
+                    for k, v in record.items():
+                        if k != "step":
+                            writer.add_scalar(f"metrics/{k}", v, step)
+                line = " ".join(f"{k} {v}" for k, v in record.items() if k != "step")
+                if evaluator.better(record, best):
+                    best = record
+                    save_checkpoint(run / "best.pt", **snapshot_payload(), metrics=record)
+                    line += " (best so far: best.pt)"
+                print(f"eval step {step}: {line}", flush=True)
             if opts.stop_at_step is not None and step >= opts.stop_at_step:
                 return TrainResult(step, run, last_ckpt)
             if finished():
@@ -276,6 +363,65 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     if bar is not None:
         bar.close()
     return TrainResult(step, run, last_ckpt)
+
+
+def _best_so_far(run: Path) -> dict | None:
+    """The metrics of best.pt when a resumed run has one (so a worse snapshot never replaces it)."""
+    path = run / "best.pt"
+    if not path.is_file():
+        return None
+    try:
+        from dmgan.checkpoint import load_checkpoint
+
+        return load_checkpoint(path)[1].get("metrics")
+    except DMGANError:
+        return None
+
+
+class Pace:
+    """Warns when a run is far behind the step rate it should have.
+
+    Two checks: a time budget (`minutes`) that, at the rate measured over the first
+    steps, cannot reach `min_steps`; and a rate that falls below a third of the best
+    rate this run has had (another job took the machine).
+    """
+
+    def __init__(self, clock: Clock, minutes: float | None, min_steps: int | None, *,
+                 start_step: int = 0, warmup: int = 20, window: int = 100):
+        self.clock, self.minutes, self.min_steps = clock, minutes, min_steps
+        self.start, self.warmup, self.window = start_step, warmup, window
+        self.t0: float | None = None
+        self.mark: tuple[int, float] | None = None
+        self.best_rate = 0.0
+        self.budget_warned = False
+        self.slow_warned = False
+
+    def check(self, step: int) -> list[str]:
+        now = self.clock.elapsed()
+        done = step - self.start
+        out = []
+        if done == self.warmup // 2:  # the first steps are slow (allocation); time from here
+            self.mark = (step, now)
+        if self.mark is None or step - self.mark[0] < self.window // 5:
+            return out
+        rate = (step - self.mark[0]) / max(now - self.mark[1], 1e-9)
+        if (not self.budget_warned and self.minutes is not None and self.min_steps
+                and step - self.mark[0] >= self.warmup):
+            self.budget_warned = True
+            reach = step + rate * max(self.minutes * 60 - now, 0.0)
+            if reach < self.min_steps:
+                out.append(f"at {rate:.2f} steps/s this {self.minutes:g}-minute budget reaches "
+                           f"about {reach:.0f} steps, fewer than the {self.min_steps} this "
+                           f"recipe needs to learn; expect results near chance (is another "
+                           f"job using the CPU? give more minutes)")
+        if step - self.mark[0] >= self.window:
+            self.best_rate = max(self.best_rate, rate)
+            if not self.slow_warned and rate < self.best_rate / 3:
+                self.slow_warned = True
+                out.append(f"training slowed to {rate:.2f} steps/s from {self.best_rate:.2f} "
+                           f"earlier in this run (another job on the machine?)")
+            self.mark = (step, now)
+        return out
 
 
 def _gather_rng(noise_gen: torch.Generator, rt: Runtime):

@@ -1,0 +1,313 @@
+"""Drawing what the caption says: evaluation during training, best.pt, the guards (weak DAMSM,
+slow runs, reports at chance), recipe options (hinge, matching-aware penalty, D steps,
+--set), captions of fillers only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dmgan import preset
+from dmgan.checkpoint import load_checkpoint, save_checkpoint
+from dmgan.config import override
+from dmgan.errors import ConfigError, DMGANError
+from dmgan.losses import discriminator_loss, generator_adversarial_loss
+from dmgan.models import build_image_encoder, build_text_encoder
+from dmgan.nn import Discriminator
+from dmgan.train.damsm import load_damsm, pretrain_damsm
+from dmgan.train.gan import Pace, TrainOptions, train_gan
+from dmgan.train.report import CHANCE, caption_hits, shapes_accuracy, verdict
+
+
+def _dmgan(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def weak_damsm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("damsm")
+    return pretrain_damsm(preset("tiny"), data="shapes", out=out, max_steps=3, workers=0).path
+
+
+def _opts(out: Path, damsm: Path, **kw) -> TrainOptions:
+    base = dict(data="shapes", out=out, damsm=damsm, workers=0, log_every=2, sample_every=100,
+                ckpt_every=2, keep=5, progress=False, samples=2, eval_captions=20,
+                min_damsm_r1=0.0)
+    return TrainOptions(**(base | kw))
+
+
+# --- evaluation during training ---------------------------------------------------------
+
+def test_snapshots_append_metrics_and_keep_the_best(tmp_path, weak_damsm):
+    run = tmp_path / "run"
+    train_gan(preset("tiny"), _opts(run, weak_damsm, max_steps=6))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6]
+    for r in rows:
+        assert {"colour", "shape", "size", "position", "background", "all",
+                "two_object_all", "attribute_mean"} <= set(r)
+        assert all(0.0 <= r[k] <= 1.0 for k in ("colour", "shape", "all"))
+    best = max(rows, key=lambda r: (r["all"], r["attribute_mean"]))
+    _, payload = load_checkpoint(run / "best.pt")
+    assert payload["metrics"] == best and payload["step"] == best["step"]
+    assert "generator_ema" in payload["networks"]
+    # resuming keeps the best so far: a later, worse snapshot does not replace it
+    train_gan(preset("tiny"), _opts(run, weak_damsm, max_steps=8, resume=True))
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8]
+    best = max(rows, key=lambda r: (r["all"], r["attribute_mean"]))
+    assert load_checkpoint(run / "best.pt")[1]["metrics"] == best
+
+
+def test_evaluation_can_be_turned_off(tmp_path, weak_damsm):
+    run = tmp_path / "run"
+    train_gan(preset("tiny"), _opts(run, weak_damsm, max_steps=2, eval_every=0))
+    assert not (run / "metrics.jsonl").exists() and not (run / "best.pt").exists()
+
+
+def test_dataset_snapshot_metric_is_r_precision(tmp_path):
+    """CUB/COCO-style data: R-precision of the EMA generator with the run's DAMSM encoders."""
+    import dataclasses
+
+    from fixtures import make_cub
+
+    from dmgan.data.datasets import open_dataset
+    from dmgan.models import build_generator
+    from dmgan.train.snapshot_eval import SnapshotEvaluator
+
+    root = make_cub(tmp_path, n_train=1, n_test=4)
+    test = open_dataset(root, "test", image_sizes=(16, 32, 64), max_words=8)
+    cfg = preset("tiny")
+    cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=len(test.vocab)))
+    te, ie = build_text_encoder(cfg).eval(), build_image_encoder(cfg).eval()
+    ev = SnapshotEvaluator(data=str(root), test=test, text_encoder=te, image_encoder=ie,
+                           max_words=8, num=20, seed=0, device=torch.device("cpu"))
+    scores = ev(build_generator(cfg))
+    assert ev.primary == "r_precision" and 0.0 <= scores["r_precision"] <= 1.0
+    assert ev.better({"r_precision": 0.5}, {"r_precision": 0.4})
+    assert not ev.better({"r_precision": 0.3}, {"r_precision": 0.4})
+
+
+# --- judging and the report -----------------------------------------------------------------
+
+def test_caption_hits_need_every_attribute_of_every_object():
+    attrs = [{"objects": [{}], "background": "red"}, {"objects": [{}, {}], "background": "red"},
+             {"objects": [{}, {}], "background": "red"}]
+    hits = {"background": [True, True, False],
+            "colour": [True, True, True, True, True], "shape": [True, True, False, True, True],
+            "size": [True] * 5, "position": [True] * 5}
+    assert caption_hits(hits, attrs) == [True, False, False]
+
+
+def test_real_images_score_everything_and_the_verdict_says_so():
+    from dmgan.data.oracle import ATTRIBUTES
+
+    class Copy(torch.nn.Module):  # a "generator" that ignores the caption
+        z_dim = 4
+
+        def forward(self, z, sentence, words, mask, sample_condition=False):
+            return type("O", (), {"images": [torch.zeros(len(z), 3, 64, 64)]})()
+
+    te = build_text_encoder(preset("shapes"))
+    scores = shapes_accuracy(Copy(), te, n=40)
+    assert all(scores["real"][a] > 0.95 for a in ATTRIBUTES) and scores["real"]["all"] > 0.9
+    assert scores["two_object_captions"] > 0
+    assert "at chance" in verdict(scores["generated"])
+    good = {a: 0.95 for a in ATTRIBUTES} | {"all": 0.8}
+    assert verdict(good).startswith("learned (>= 0.90): colour, shape, size, position, background")
+    chance = {a: CHANCE[a] for a in ATTRIBUTES} | {"all": 0.0}
+    assert verdict(chance).startswith("at chance on every attribute")
+
+
+# --- guards -----------------------------------------------------------------------------
+
+def test_a_weak_damsm_is_refused(weak_damsm):
+    cfg = preset("tiny")
+    with pytest.raises(DMGANError, match=r"test R@1 0\.\d+ .* below the 0\.5"):
+        load_damsm(weak_damsm, cfg, min_r1=0.5)
+    assert load_damsm(weak_damsm, cfg, min_r1=0.0)[0] is not None
+
+
+def test_train_refuses_a_weak_damsm_from_the_command_line(tmp_path, weak_damsm):
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--damsm", str(weak_damsm),
+                 "--out", str(tmp_path / "r"), "--max-steps", "2")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "below the 0.5 needed to train on it" in res.stderr
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--damsm", str(weak_damsm),
+                 "--out", str(tmp_path / "r"), "--max-steps", "2", "--workers", "0",
+                 "--min-damsm-r1", "0")
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_a_demo_whose_damsm_cannot_learn_in_time_is_refused(tmp_path):
+    res = _dmgan("demo", "--minutes", "0.6", "--workers", "0", "--judge", "20", "--out",
+                 str(tmp_path / "demo"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "needed to train on it" in res.stderr
+    assert not (tmp_path / "demo" / "report.json").exists()
+
+
+def test_a_demo_report_at_chance_says_so(tmp_path):
+    res = _dmgan("demo", "--minutes", "1.2", "--workers", "0", "--judge", "20",
+                 "--min-damsm-r1", "0", "--out", str(tmp_path / "demo"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads((tmp_path / "demo" / "report.json").read_text())
+    assert report["chance"] == {k: round(v, 3) for k, v in CHANCE.items()}
+    assert report["verdict"].startswith("EMA generator: ")
+    assert "at chance" in report["verdict"]
+    assert "GAN steps" in report["warning"]
+
+
+def test_pace_warns_about_a_budget_too_small_and_a_slowdown():
+    class FakeClock:
+        t = 0.0
+
+        def elapsed(self):
+            return self.t
+
+    clock = FakeClock()
+    pace = Pace(clock, minutes=1.0, min_steps=800, warmup=20, window=100)
+    said = []
+    for step in range(1, 400):
+        clock.t += 0.1 if step < 200 else 1.0  # 10 steps/s, then 1 step/s
+        said += pace.check(step)
+    assert any("fewer than the 800" in s for s in said)  # 1 min at 10 steps/s: ~600 steps
+    assert any("slowed to" in s for s in said)
+    fast = Pace(FakeClock(), minutes=10.0, min_steps=800)
+    fast.clock.t = 0.0
+    quiet = []
+    for step in range(1, 200):
+        fast.clock.t += 0.1
+        quiet += fast.check(step)
+    assert quiet == []
+
+
+# --- recipe options -----------------------------------------------------------------------
+
+def test_hinge_losses_follow_their_formula():
+    torch.manual_seed(0)
+    d = Discriminator(image_size=16, df_dim=2, embed_dim=8)
+    real, fake, sent = torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16), torch.randn(4, 8)
+    state = {k: v.clone() for k, v in d.state_dict().items()}
+    loss = discriminator_loss(d, real, fake, sent, kind="hinge")
+    d.load_state_dict(state)  # the same power iterations again, by hand
+    rf, ff = d(real), d(fake)
+    relu = torch.nn.functional.relu
+    expect_cond_real = relu(1 - d.cond_logits(rf, sent)).mean()
+    expect_wrong = relu(1 + d.cond_logits(rf[:-1], sent[1:])).mean()
+    torch.testing.assert_close(loss.cond_real, expect_cond_real)
+    torch.testing.assert_close(loss.cond_wrong, expect_wrong)
+    torch.testing.assert_close(loss.uncond_fake, relu(1 + d.uncond_logits(ff)).mean())
+    g = generator_adversarial_loss([d], [fake], sent, kind="hinge")
+    assert g.shape == () and torch.isfinite(g)
+    with pytest.raises(ValueError, match="unknown adversarial loss"):
+        discriminator_loss(d, real, fake, sent, kind="wasserstein")
+
+
+def test_matching_aware_penalty_is_the_gradient_norm_power():
+    torch.manual_seed(0)
+    d = Discriminator(image_size=16, df_dim=2, embed_dim=8).double()
+    real, fake = torch.randn(3, 3, 16, 16).double(), torch.randn(3, 3, 16, 16).double()
+    sent = torch.randn(3, 8).double()
+    import copy
+
+    by_hand = copy.deepcopy(d)  # the same spectral-norm state for the same first forward
+    loss = discriminator_loss(d, real, fake, sent, gp_weight=2.0, gp_power=6.0)
+    x, s = real.clone().requires_grad_(True), sent.clone().requires_grad_(True)
+    logits = by_hand.cond_logits(by_hand(x), s)
+    gx, gs = torch.autograd.grad(logits.sum(), (x, s))
+    norm = torch.cat((gx.flatten(1), gs.flatten(1)), 1).norm(dim=1)
+    torch.testing.assert_close(loss.gradient_penalty, 2.0 * norm.pow(6).mean())
+    loss.total.backward()  # the penalty trains D (second-order graph kept)
+    assert all(p.grad is not None for p in d.parameters() if p.requires_grad)
+    plain = discriminator_loss(d, real, fake, sent)
+    assert plain.gradient_penalty is None
+
+
+def test_recipe_options_train(tmp_path, weak_damsm):
+    cfg = override(preset("tiny"), ["loss.adversarial=hinge", "loss.ma_gp_weight=2",
+                                    "train.d_steps=2"])
+    result = train_gan(cfg, _opts(tmp_path / "r", weak_damsm, max_steps=2, eval_every=0))
+    _, payload = load_checkpoint(result.last_checkpoint)
+    assert payload["config"]["loss"]["adversarial"] == "hinge"
+    assert payload["config"]["train"]["d_steps"] == 2
+
+
+def test_released_presets_keep_the_released_recipe():
+    for name in ("bird", "coco"):
+        cfg = preset(name)
+        assert cfg.loss.adversarial == "bce" and cfg.loss.ma_gp_weight == 0.0
+        assert cfg.train.d_steps == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("loss.adversarial=wgan", "loss.adversarial must be one of"),
+    ("loss.nothing=1", "has no field 'nothing'"),
+    ("train.d_steps=two", "not a valid int"),
+    ("train.d_steps=0", "train.d_steps must be >= 1"),
+    ("damsm_weight=3", "expected section.field=value"),
+])
+def test_config_overrides_are_checked(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        override(preset("shapes"), [bad])
+
+
+def test_set_on_the_command_line(tmp_path):
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--set", "train.d_steps=zero")
+    assert res.returncode == 2 and "not a valid int" in res.stderr and "Traceback" not in res.stderr
+
+
+# --- captions -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("caption", ["a the on", "the blorp on a", "there is a"])
+def test_a_caption_of_fillers_only_is_refused(tmp_path, caption):
+    res = _dmgan("generate", caption, "-o", str(tmp_path / "x.png"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "no known word that describes anything" in res.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_info_lists_the_bundled_models_vocabulary():
+    from dmgan.data.shapes import vocabulary
+
+    res = _dmgan("info", "--checkpoint")
+    assert res.returncode == 0, res.stderr
+    words = res.stdout.split("vocabulary (", 1)[1].splitlines()[1].split()
+    assert words == [w for w in vocabulary().words if w != "<end>"]
+    res = _dmgan("info", "--checkpoint", "--json")
+    info = json.loads(res.stdout)
+    assert info["preset"] == "shapes" and "red" in info["vocabulary"]
+
+
+def test_damsm_pretraining_stops_at_a_target(tmp_path, monkeypatch):
+    from dmgan.train import damsm as damsm_mod
+
+    calls = []
+
+    def fake_r1(*args, **kwargs):
+        calls.append(kwargs.get("limit"))
+        return 0.99
+
+    monkeypatch.setattr(damsm_mod, "retrieval_r1", fake_r1)
+    result = pretrain_damsm(preset("tiny"), data="shapes", out=tmp_path, max_steps=50,
+                            target_r1=0.9, check_every=2, workers=0)
+    assert result.steps == 2 and calls[0] == 500
+    payload = load_checkpoint(result.path)[1]
+    assert payload["step"] == 2
+
+
+def test_saved_damsm_without_r1_is_not_refused(tmp_path):
+    """DAMSM files made without a recorded R@1 (older ones) are not judged."""
+    cfg = preset("tiny")
+    path = tmp_path / "d.pt"
+    save_checkpoint(path, config=cfg, networks={"text_encoder": build_text_encoder(cfg),
+                                                "image_encoder": build_image_encoder(cfg)},
+                    kind="damsm", step=1)
+    assert load_damsm(path, cfg, min_r1=0.9)[0] is not None
