@@ -35,6 +35,7 @@ ROWS: dict[str, list[str]] = {
     "batch-64": ["train.batch_size=64"],
     "d-steps-2": ["train.d_steps=2"],
     "hard-neg": ["train.hard_negatives=true"],
+    "contrast": ["train.contrast_negatives=true"],
     "no-memory": ["generator.memory=false"],
 }
 

@@ -16,7 +16,6 @@ Random weights; the DAMSM encoders are frozen as in training.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 
 import torch
@@ -39,9 +38,9 @@ def main() -> None:
     args = p.parse_args()
 
     from dmgan import build_discriminators, build_generator, preset
-    from dmgan.losses import discriminator_loss, generator_loss
     from dmgan.models import build_image_encoder, build_text_encoder
-    from dmgan.train.gan import EMA
+    from dmgan.train.common import Runtime
+    from dmgan.train.gan import EMA, GANParts, train_step
 
     torch.manual_seed(0)
     dev = torch.device(args.device)
@@ -63,33 +62,15 @@ def main() -> None:
              for s in cfg.generator.image_sizes]
     class_ids = torch.arange(b, device=dev)
     dtype = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-
-    def amp():
-        if args.amp == "off":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=dev.type, dtype=dtype)
+    parts = GANParts(g=g, g_run=g_run, ds=ds, opt_g=opt_g, opt_ds=opt_ds, ema=ema,
+                     text_encoder=te, image_encoder=ie, scaler=scaler)
+    rt = Runtime(dev)
+    noise_gen = torch.Generator().manual_seed(0)
 
     def step(i: int) -> None:
-        with torch.no_grad():
-            text = te(caps, lens)
-        with amp():
-            out = g_run(torch.randn(b, cfg.generator.z_dim, device=dev), text.sentence, text.words,
-                        text.mask)
-        for d, o, real, fake in zip(ds, opt_ds, reals, out.images, strict=True):
-            with amp():
-                loss = discriminator_loss(d, real, fake, text.sentence).total
-            o.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(o)
-        ds.requires_grad_(False)
-        with amp():
-            gl = generator_loss(ds, out, text, lens, ie, cfg.loss, class_ids)
-        opt_g.zero_grad(set_to_none=True)
-        scaler.scale(gl.total).backward()
-        ds.requires_grad_(True)
-        scaler.step(opt_g)
-        scaler.update()
-        ema.update(g, i)
+        # the training loop's own step (dmgan.train.gan.train_step), on random data
+        train_step(parts, cfg, rt, real=reals, captions=caps, lengths=lens, class_ids=class_ids,
+                   noise_gen=noise_gen, step=i, amp=args.amp)
 
     med = median_seconds(step, args.repeats, dev)
     memory = peak_memory_mib(dev)

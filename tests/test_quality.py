@@ -311,3 +311,77 @@ def test_saved_damsm_without_r1_is_not_refused(tmp_path):
                                                 "image_encoder": build_image_encoder(cfg)},
                     kind="damsm", step=1)
     assert load_damsm(path, cfg, min_r1=0.9)[0] is not None
+
+
+# --- data options for the shapes recipe -------------------------------------------------------
+
+def test_contrast_captions_change_one_thing_and_keep_the_image():
+    from dmgan.data.shapes import ShapesDataset, contrast_scene, sample_scene
+
+    plain = ShapesDataset(length=40, max_words=30, seed=5)
+    contrast = ShapesDataset(length=40, max_words=30, seed=5, contrast=True)
+    for i in range(40):
+        a, b = plain[i], contrast[i]
+        assert torch.equal(a.images[-1], b.images[-1]) and torch.equal(a.caption, b.caption)
+        assert plain[i].negative is None and b.negative is not None
+        neg = b.negative[: b.negative_length].tolist()
+        assert neg != b.caption[: b.length].tolist()
+        # worded like the caption: all but a few words shared, in order
+        import difflib
+
+        match = difflib.SequenceMatcher(a=b.caption[: b.length].tolist(), b=neg)
+        assert sum(m.size for m in match.get_matching_blocks()) >= b.length // 2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = sample_scene(rng)
+        other = contrast_scene(scene, rng)
+        assert other != scene
+        assert other.background not in {o.colour for o in other.objects}
+    batch = collate_of(contrast, 4)
+    assert batch.negatives.shape == (4, 30) and batch.negative_lengths.shape == (4,)
+
+
+def collate_of(dataset, n):
+    from dmgan.data.collate import collate
+
+    return collate([dataset[i] for i in range(n)])
+
+
+def test_captions_without_a_background_phrase_are_not_judged_on_it():
+    from dmgan.data.oracle import judge, load_oracle
+    from dmgan.data.shapes import ShapesDataset
+
+    data = ShapesDataset(split="test", length=30, image_sizes=(64,), max_words=30,
+                         background_phrase=0.0)
+    batch = collate_of(data, 30)
+    assert all(not a["background_named"] for a in batch.attributes)
+    assert all("background" not in a["caption"] and " against " not in a["caption"]
+               for a in batch.attributes)
+    hits = judge(load_oracle()[0], batch.images[-1], batch.attributes)
+    assert hits["background"] == [] and len(hits["colour"]) >= 30
+    assert all(caption_hits(hits, batch.attributes))  # real images: everything else right
+    half = ShapesDataset(length=400, background_phrase=0.5)
+    named = [half.scene(i)[3] for i in range(400)]
+    assert 120 < sum(named) < 280
+
+
+def test_damsm_contrast_loss_is_a_two_way_softmax():
+    from dmgan.train.damsm import contrast_loss
+
+    torch.manual_seed(0)
+    code, sent, neg = torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)
+    f = torch.nn.functional
+    pos, bad = f.cosine_similarity(code, sent), f.cosine_similarity(code, neg)
+    expect = -torch.log(torch.exp(10 * pos) / (torch.exp(10 * pos) + torch.exp(10 * bad))).mean()
+    torch.testing.assert_close(contrast_loss(code, sent, neg, gamma3=10.0), expect)
+
+
+def test_contrast_negatives_train(tmp_path, weak_damsm):
+    cfg = override(preset("tiny"), ["train.contrast_negatives=true",
+                                    "damsm.contrast_negatives=true",
+                                    "data.shapes_background_phrase=0.8"])
+    damsm = pretrain_damsm(cfg, data="shapes", out=tmp_path / "d", max_steps=2, workers=0)
+    result = train_gan(cfg, _opts(tmp_path / "r", damsm.path, max_steps=2, eval_every=0))
+    assert result.step == 2

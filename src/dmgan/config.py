@@ -89,6 +89,9 @@ class TrainConfig:
     # mismatched pairs for D: real image i with the batch's most similar sentence of another
     # class (True), or with sentence i + 1 (False, released)
     hard_negatives: bool = False
+    # mismatched pairs for D from the data's contrast captions (the true caption with one
+    # attribute changed; the built-in shapes data makes them); overrides hard_negatives
+    contrast_negatives: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,16 @@ class DamsmConfig:
     # "cnn": a small CNN trained from scratch (for the built-in shapes data)
     image_encoder: str = "inception"
     cnn_width: int = 32  # channels of the first conv of the "cnn" encoder
+    # each image's contrast caption (see TrainConfig.contrast_negatives) joins the captions
+    # it must be told apart from in the sentence loss
+    contrast_negatives: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # built-in shapes data: the share of captions that name the background (the rest leave
+    # it out, so "a red circle" is a caption the model has seen)
+    shapes_background_phrase: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,7 @@ class DMGANConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     damsm: DamsmConfig = field(default_factory=DamsmConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -129,6 +143,7 @@ class DMGANConfig:
             "loss": LossConfig,
             "train": TrainConfig,
             "damsm": DamsmConfig,
+            "data": DataConfig,
         }
         if not isinstance(data, dict) or "name" not in data or "text" not in data:
             raise ConfigError("a config needs at least 'name' and 'text'")
@@ -182,6 +197,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
         (cfg.damsm.batch_size > 0, "damsm.batch_size must be > 0"),
+        (0.0 <= cfg.data.shapes_background_phrase <= 1.0,
+         "data.shapes_background_phrase must be in [0, 1]"),
         (cfg.damsm.image_encoder in ("inception", "cnn"),
          "damsm.image_encoder must be 'inception' or 'cnn'"),
     ]

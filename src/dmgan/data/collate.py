@@ -16,6 +16,9 @@ class Sample:
     class_id: int
     key: str  # the image's name in its dataset
     attributes: dict[str, Any] | None = None  # ground truth (built-in shapes dataset)
+    # a hard-negative caption for this image (L,) and its length, when the data makes them
+    negative: torch.Tensor | None = None
+    negative_length: int = 0
 
 
 @dataclass
@@ -26,16 +29,25 @@ class Batch:
     class_ids: torch.Tensor  # (B,)
     keys: list[str]
     attributes: list[dict[str, Any]] | None = field(default=None)
+    negatives: torch.Tensor | None = None  # (B, L) hard-negative captions, when every sample has one
+    negative_lengths: torch.Tensor | None = None  # (B,)
 
     def to(self, device: torch.device | str) -> Batch:
+        def move(x):
+            return None if x is None else x.to(device, non_blocking=True)
+
         return Batch([i.to(device, non_blocking=True) for i in self.images],
                      self.captions.to(device), self.lengths.to(device),
-                     self.class_ids.to(device), self.keys, self.attributes)
+                     self.class_ids.to(device), self.keys, self.attributes,
+                     move(self.negatives), move(self.negative_lengths))
 
     def pin_memory(self) -> Batch:  # DataLoader(pin_memory=True) support
+        def pin(x):
+            return None if x is None else x.pin_memory()
+
         return Batch([i.pin_memory() for i in self.images], self.captions.pin_memory(),
                      self.lengths.pin_memory(), self.class_ids.pin_memory(), self.keys,
-                     self.attributes)
+                     self.attributes, pin(self.negatives), pin(self.negative_lengths))
 
 
 def collate(samples: list[Sample]) -> Batch:
@@ -44,6 +56,7 @@ def collate(samples: list[Sample]) -> Batch:
         raise ValueError("cannot collate an empty batch")
     stages = len(samples[0].images)
     attrs = [s.attributes for s in samples]
+    with_negatives = all(s.negative is not None for s in samples)
     return Batch(
         images=[torch.stack([s.images[i] for s in samples]) for i in range(stages)],
         captions=torch.stack([s.caption for s in samples]),
@@ -51,4 +64,7 @@ def collate(samples: list[Sample]) -> Batch:
         class_ids=torch.tensor([s.class_id for s in samples], dtype=torch.int64),
         keys=[s.key for s in samples],
         attributes=attrs if all(a is not None for a in attrs) else None,
+        negatives=torch.stack([s.negative for s in samples]) if with_negatives else None,
+        negative_lengths=torch.tensor([s.negative_length for s in samples], dtype=torch.int64)
+        if with_negatives else None,
     )

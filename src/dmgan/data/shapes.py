@@ -12,6 +12,7 @@ same seed gives the same images and captions on any machine.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Sequence
@@ -66,6 +67,18 @@ _TWO = (
     "there is a {colour} {shape} that is {size} {pos} and a {colour2} {shape2} that is {size2} {pos2}"
     " with a {bg} background",
 )
+# The same sentences without the background phrase: the background is then any colour
+# (what a user who types "a red circle" gets).
+_ONE_NO_BG = (
+    "a {size} {colour} {shape} {pos}",
+    "{pos} there is a {size} {colour} {shape}",
+    "the picture shows a {colour} {shape} that is {size} {pos}",
+    "a {colour} {size} {shape} {pos}",
+)
+_TWO_NO_BG = (
+    "a {size} {colour} {shape} {pos} and a {size2} {colour2} {shape2} {pos2}",
+    "{pos} a {size} {colour} {shape} and {pos2} a {size2} {colour2} {shape2}",
+)
 SPLIT_IDS = {"train": 0, "test": 1}
 
 
@@ -116,24 +129,26 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2) -> Scene:
     return Scene(tuple(objects), backgrounds[rng.integers(len(backgrounds))])
 
 
-def describe(scene: Scene, rng: np.random.Generator) -> str:
+def describe(scene: Scene, rng: np.random.Generator, *, name_background: bool = True) -> str:
     def pick(key: str) -> str:
         options = _SYN.get(key, (key,))
         return options[rng.integers(len(options))]
 
     o = scene.objects
-    text = _fill(scene, o, pick, rng)
+    text = _fill(scene, o, pick, rng, name_background)
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
-def _fill(scene: Scene, o: tuple[ShapeObject, ...], pick, rng: np.random.Generator) -> str:
+def _fill(scene: Scene, o: tuple[ShapeObject, ...], pick, rng: np.random.Generator,
+          name_background: bool) -> str:
+    one, two = (_ONE, _TWO) if name_background else (_ONE_NO_BG, _TWO_NO_BG)
     fields = {"size": pick(o[0].size), "colour": o[0].colour, "shape": pick(o[0].shape),
               "pos": pick(o[0].position), "bg": scene.background}
     if len(o) == 1:
-        return _ONE[rng.integers(len(_ONE))].format(**fields)
+        return one[rng.integers(len(one))].format(**fields)
     fields |= {"size2": pick(o[1].size), "colour2": o[1].colour, "shape2": pick(o[1].shape),
                "pos2": pick(o[1].position)}
-    return _TWO[rng.integers(len(_TWO))].format(**fields)
+    return two[rng.integers(len(two))].format(**fields)
 
 
 def render(scene: Scene, size: int, rng: np.random.Generator | None = None) -> Image.Image:
@@ -159,6 +174,55 @@ def render(scene: Scene, size: int, rng: np.random.Generator | None = None) -> I
     return img.resize((size, size), Image.BOX)
 
 
+def contrast_scene(scene: Scene, rng: np.random.Generator) -> Scene:
+    """The scene with one thing changed: an object's shape, colour, size or position, the
+    background, or (two objects) their colours or shapes swapped. Its caption is a hard
+    negative: it differs from the true one in a word or two."""
+    objs = list(scene.objects)
+    k = int(rng.integers(len(objs)))
+    o = objs[k]
+    kinds = ["shape", "colour", "size", "position", "background"]
+    if len(objs) == 2:
+        kinds += ["swap_colour", "swap_shape"] if (objs[0].colour != objs[1].colour
+                                                   or objs[0].shape != objs[1].shape) else []
+    kind = kinds[int(rng.integers(len(kinds)))]
+    used = {x.colour for x in objs}
+
+    def other(values, current):
+        rest = [v for v in values if v != current]
+        return rest[int(rng.integers(len(rest)))]
+
+    bg = scene.background
+    if kind == "shape":
+        objs[k] = ShapeObject(other(SHAPES, o.shape), o.colour, o.size, o.position)
+    elif kind == "colour":
+        free = [c for c in COLOUR_NAMES if c not in used and c != bg]
+        objs[k] = ShapeObject(o.shape, free[int(rng.integers(len(free)))], o.size, o.position)
+    elif kind == "size":
+        objs[k] = ShapeObject(o.shape, o.colour, other(SIZES, o.size), o.position)
+    elif kind == "position":
+        if len(objs) == 1:
+            objs[k] = ShapeObject(o.shape, o.colour, o.size, other(POSITIONS, o.position))
+        else:  # the two objects trade places
+            a, b = objs
+            objs = [ShapeObject(a.shape, a.colour, a.size, b.position),
+                    ShapeObject(b.shape, b.colour, b.size, a.position)]
+    elif kind == "background":
+        free = [c for c in COLOUR_NAMES if c not in used and c != bg]
+        bg = free[int(rng.integers(len(free)))]
+    elif kind == "swap_colour" and objs[0].colour != objs[1].colour:
+        a, b = objs
+        objs = [ShapeObject(a.shape, b.colour, a.size, a.position),
+                ShapeObject(b.shape, a.colour, b.size, b.position)]
+    elif kind == "swap_shape" and objs[0].shape != objs[1].shape:
+        a, b = objs
+        objs = [ShapeObject(b.shape, a.colour, a.size, a.position),
+                ShapeObject(a.shape, b.colour, b.size, b.position)]
+    else:  # the swap changed nothing (same colours / shapes): change a shape instead
+        objs[k] = ShapeObject(other(SHAPES, o.shape), o.colour, o.size, o.position)
+    return Scene(tuple(objs), bg)
+
+
 def class_id(scene: Scene) -> int:
     """Scenes with the same attributes share a class (DAMSM negatives skip them)."""
     key = repr(scene.as_dict()).encode()
@@ -177,11 +241,21 @@ class ShapesDataset(Dataset):
         max_words: int = 24,
         max_objects: int = 2,
         seed: int = 0,
+        background_phrase: float = 1.0,
+        contrast: bool = False,
     ):
+        """background_phrase: the share of captions that name the background (the rest
+        leave it out; 1.0 draws no extra random number, so captions stay as they were).
+        contrast: every sample also carries a contrast caption (`contrast_scene`), worded
+        like its own caption, as a hard negative."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.split, self.length, self.seed = split, length, seed
         self.image_sizes, self.max_words, self.max_objects = tuple(image_sizes), max_words, max_objects
+        if not 0.0 <= background_phrase <= 1.0:
+            raise ValueError(f"background_phrase must be in [0, 1], got {background_phrase}")
+        self.background_phrase = background_phrase
+        self.contrast = contrast
         self.vocab = vocabulary()
         self.epoch = 0
 
@@ -191,21 +265,41 @@ class ShapesDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def scene(self, index: int) -> tuple[Scene, str, np.random.Generator]:
+    def scene(self, index: int) -> tuple[Scene, str, np.random.Generator, bool]:
+        """(scene, caption, the sample's generator (drawing continues from it), whether the
+        caption names the background)."""
+        scene, caption, rng, named, _ = self._draw(index)
+        return scene, caption, rng, named
+
+    def _draw(self, index: int):
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
         scene = sample_scene(rng, self.max_objects)
-        return scene, describe(scene, rng), rng
+        named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
+        wording = copy.deepcopy(rng)  # the contrast caption reuses the same wording draws
+        caption = describe(scene, rng, name_background=named)
+        negative = None
+        if self.contrast:
+            pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
+            negative = describe(contrast_scene(scene, pick), wording, name_background=named)
+        return scene, caption, rng, named, negative
 
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        scene, caption, rng = self.scene(index)
+        scene, caption, rng, named, negative = self._draw(index)
         img = render(scene, self.image_sizes[-1], rng)
         images = [to_tensor(img if s == self.image_sizes[-1] else img.resize((s, s), Image.BILINEAR))
                   for s in self.image_sizes]
         ids = self.vocab.encode_tokens(tokenize(caption)).ids
         words, length = fit_caption(ids, self.max_words,
                                     np.random.default_rng([self.seed, self.epoch, index]))
-        return Sample(images=images, caption=torch.from_numpy(words), length=length,
-                      class_id=class_id(scene), key=f"shapes-{self.split}-{index}",
-                      attributes=scene.as_dict() | {"caption": caption})
+        sample = Sample(images=images, caption=torch.from_numpy(words), length=length,
+                        class_id=class_id(scene), key=f"shapes-{self.split}-{index}",
+                        attributes=scene.as_dict() | {"caption": caption,
+                                                      "background_named": named})
+        if negative is not None:
+            neg, neg_len = fit_caption(self.vocab.encode_tokens(tokenize(negative)).ids,
+                                       self.max_words,
+                                       np.random.default_rng([self.seed, self.epoch, index, 1]))
+            sample.negative, sample.negative_length = torch.from_numpy(neg), neg_len
+        return sample

@@ -103,7 +103,9 @@ def make_dataset(cfg: DMGANConfig, data: str, split: str, *, max_words: int, see
     sizes = image_sizes or cfg.generator.image_sizes
     if data == "shapes":
         return ShapesDataset(split=split, length=SHAPES_TRAIN if split == "train" else SHAPES_TEST,
-                             image_sizes=sizes, max_words=max_words, seed=seed)
+                             image_sizes=sizes, max_words=max_words, seed=seed,
+                             background_phrase=cfg.data.shapes_background_phrase,
+                             contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives)
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")
     return open_dataset(data, split, image_sizes=sizes, max_words=max_words, seed=seed,

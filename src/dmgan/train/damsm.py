@@ -35,7 +35,21 @@ def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
     w = words_loss(regions, text.words, lens, batch.class_ids.to(device), gamma1=lo.gamma1,
                    gamma2=lo.gamma2, gamma3=lo.gamma3)
     s0, s1 = sentence_loss(code, text.sentence, batch.class_ids.to(device), gamma3=lo.gamma3)
+    if cfg.damsm.contrast_negatives and batch.negatives is not None:
+        neg = text_encoder(batch.negatives.to(device), batch.negative_lengths.to(device)).sentence
+        s0 = s0 + contrast_loss(code, text.sentence, neg, gamma3=lo.gamma3)
     return w.loss0 + w.loss1, s0 + s1
+
+
+def contrast_loss(code: torch.Tensor, sentence: torch.Tensor, negative: torch.Tensor, *,
+                  gamma3: float) -> torch.Tensor:
+    """Each image (B, D) against its own sentence and its contrast sentence (B, D): a two-way
+    softmax of cosine scores times gamma3, the true sentence the target."""
+    f = torch.nn.functional
+    pos = f.cosine_similarity(code, sentence, dim=1, eps=1e-8)
+    neg = f.cosine_similarity(code, negative, dim=1, eps=1e-8)
+    logits = torch.stack((pos, neg), dim=1) * gamma3
+    return f.cross_entropy(logits, torch.zeros(len(code), dtype=torch.long, device=code.device))
 
 
 @torch.no_grad()

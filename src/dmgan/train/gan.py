@@ -124,10 +124,13 @@ class GANParts:
 
 def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[torch.Tensor],
                captions: torch.Tensor, lengths: torch.Tensor, class_ids: torch.Tensor,
-               noise_gen: torch.Generator | None, step: int, amp: str = "off") -> dict[str, torch.Tensor]:
+               noise_gen: torch.Generator | None, step: int, amp: str = "off",
+               negatives: torch.Tensor | None = None,
+               negative_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One step: D updates (cfg.train.d_steps per stage), the G update, the EMA update.
 
-    real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,).
+    real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,);
+    negatives (B, T'), negative_lengths (B,): contrast captions (cfg.train.contrast_negatives).
     Returns the step's losses as detached 0-d tensors (no host sync here).
     """
     p, dev, lo = parts, real[0].device, cfg.loss
@@ -139,7 +142,15 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
         return torch.randn(b, cfg.generator.z_dim, generator=noise_gen).to(dev)
 
     # --- phase: update each discriminator (extra D steps judge fresh fakes) ---------
-    wrong = hardest_other_sentence(text.sentence, class_ids) if cfg.train.hard_negatives else None
+    wrong = None
+    if cfg.train.contrast_negatives:
+        if negatives is None:
+            raise DMGANError("train.contrast_negatives needs data that makes contrast captions "
+                             "(the built-in shapes data)")
+        with torch.no_grad():
+            wrong = p.text_encoder(negatives, negative_lengths).sentence
+    elif cfg.train.hard_negatives:
+        wrong = hardest_other_sentence(text.sentence, class_ids)
     for _ in range(cfg.train.d_steps - 1):
         with torch.no_grad(), autocast(rt, amp):
             fakes = p.g_run(noise(), text.sentence, text.words, text.mask).images
@@ -307,7 +318,9 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
             parts = train_step(
                 gan, cfg, rt, real=real, captions=batch.captions.to(dev),
                 lengths=batch.lengths.to(dev), class_ids=batch.class_ids.to(dev),
-                noise_gen=noise_gen, step=step, amp=opts.amp)
+                noise_gen=noise_gen, step=step, amp=opts.amp,
+                negatives=None if batch.negatives is None else batch.negatives.to(dev),
+                negative_lengths=None if batch.negatives is None else batch.negative_lengths.to(dev))
             step += 1
             batch_in_epoch += 1
             seen += len(batch.lengths) * rt.world

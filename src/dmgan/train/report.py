@@ -25,13 +25,13 @@ GOOD = 0.9
 def caption_hits(hits: dict[str, list[bool]], attributes: Sequence[dict]) -> list[bool]:
     """Per caption: True when the background and every attribute of every object are right.
 
-    `hits` is judge()'s output for these captions: background per image, the rest per
-    object in caption order.
+    `hits` is judge()'s output for these captions: background per image whose caption names
+    it, the rest per object in caption order.
     """
-    out, k = [], 0
-    for i, a in enumerate(attributes):
+    out, k, bg = [], 0, iter(hits["background"])
+    for a in attributes:
         n = len(a["objects"])
-        ok = hits["background"][i]
+        ok = next(bg) if a.get("background_named", True) else True
         for attr in ("colour", "shape", "size", "position"):
             ok = ok and all(hits[attr][k:k + n])
         out.append(bool(ok))
