@@ -53,7 +53,8 @@ def run_row(name: str, sets: list[str], args: argparse.Namespace) -> dict:
     with open(Path(args.runs) / f"{name}-s{args.seed}.log", "w") as log:
         subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT, env=env)
     wall = time.perf_counter() - t0
-    return {"row": name, "sets": sets + args.common, "seed": args.seed, "steps": args.steps,
+    return {"row": name, "sets": sets + args.common, "damsm": args.damsm, "seed": args.seed,
+            "steps": args.steps,
             "threads": args.threads, "wall_s": round(wall, 1),
             "steps_per_min": round(args.steps / wall * 60, 1), **judge(run, args)}
 
@@ -97,6 +98,7 @@ def main() -> None:
     p.add_argument("--damsm", help="DAMSM checkpoint shared by every row")
     p.add_argument("--rows", nargs="+", default=["baseline"], choices=sorted(ROWS))
     p.add_argument("--common", nargs="*", default=[], help="--set values added to every row")
+    p.add_argument("--label", default="", help="appended to the row names (e.g. the DAMSM used)")
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -114,7 +116,7 @@ def main() -> None:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     for name in args.rows:
-        row = run_row(name, ROWS[name], args)
+        row = run_row(name + args.label, ROWS[name], args)
         with open(args.out, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)

@@ -408,21 +408,9 @@ def cmd_convert_released(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     """A training checkpoint -> a small inference checkpoint (EMA generator, text encoder,
     vocabulary), optionally in half precision."""
-    from dmgan.checkpoint import load_checkpoint, save_checkpoint
+    from dmgan.train.demo import export_model
 
-    cfg, payload = load_checkpoint(args.checkpoint)
-    nets = payload.get("networks", {})
-    gen = "generator_ema" if "generator_ema" in nets else "generator"
-    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
-        raise DMGANError(f"{args.checkpoint} lacks a generator, text encoder or vocabulary")
-
-    def cast(state):
-        return {k: v.half() if args.half and v.is_floating_point() else v for k, v in state.items()}
-
-    save_checkpoint(args.output, config=cfg,
-                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
-                    vocab=payload["vocab"], trained_steps=payload.get("step"),
-                    provenance=args.note or "")
+    export_model(Path(args.checkpoint), Path(args.output), note=args.note or "", half=args.half)
     print(f"wrote {args.output}")
 
 

@@ -70,6 +70,20 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     report = {"minutes": opts.minutes, "steps": result.step, "memory": cfg.generator.memory,
               "damsm_steps": damsm.steps, "damsm_test_r_at_1": damsm.r_at_1,
               "wall_minutes": round((time.monotonic() - start) / 60, 2), **report}
+    best = run / "best.pt"
+    if best.is_file():  # the snapshot chosen on other held-out captions, judged on these
+        from dmgan.checkpoint import load_checkpoint
+
+        best_payload = load_checkpoint(best)[1]
+        report["best"] = {"step": best_payload["step"],
+                          **judge_run(cfg, best, text_encoder, n=opts.judge, seed=opts.seed,
+                                      live=False)}
+    chosen = best if best.is_file() else result.last_checkpoint
+    export_model(chosen, run / "model.pt",
+                 note=f"dmgan demo --minutes {opts.minutes:g} (memory={cfg.generator.memory}); "
+                      f"{chosen.name}",
+                 scores=(report.get("best") or report)["generator_ema"]["generated"])
+    report["model"] = str(run / "model.pt")
     if result.step < MIN_GAN_STEPS:
         report["warning"] = (f"only {result.step} GAN steps (this recipe needs about "
                              f"{MIN_GAN_STEPS} to learn): the machine was slow or busy")
@@ -77,15 +91,39 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     return report
 
 
-def judge_run(cfg: DMGANConfig, checkpoint: Path, text_encoder, *, n: int, seed: int) -> dict:
-    """The oracle's report on a training checkpoint: EMA and live G, chance, verdict."""
+def export_model(checkpoint: Path, out: Path, *, note: str = "", scores: dict | None = None,
+                 half: bool = False) -> None:
+    """A training checkpoint -> a small inference file (EMA generator, text encoder,
+    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are."""
+    from dmgan.checkpoint import load_checkpoint, save_checkpoint
+    from dmgan.errors import DMGANError
+
+    cfg, payload = load_checkpoint(checkpoint)
+    nets = payload.get("networks", {})
+    gen = "generator_ema" if "generator_ema" in nets else "generator"
+    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
+        raise DMGANError(f"{checkpoint} lacks a generator, text encoder or vocabulary")
+
+    def cast(state):
+        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+
+    extra = {"scores": scores} if scores else {}
+    save_checkpoint(out, config=cfg,
+                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
+                    vocab=payload["vocab"], trained_steps=payload.get("step"), provenance=note,
+                    **extra)
+
+
+def judge_run(cfg: DMGANConfig, checkpoint: Path, text_encoder, *, n: int, seed: int,
+              live: bool = True) -> dict:
+    """The oracle's report on a training checkpoint: EMA (and live) G, chance, verdict."""
     from dmgan.checkpoint import load_checkpoint
     from dmgan.models import build_generator
     from dmgan.train.report import CHANCE, shapes_accuracy, verdict
 
     _, payload = load_checkpoint(checkpoint)
     report: dict = {"chance": {k: round(v, 3) for k, v in CHANCE.items()}}
-    for name in ("generator_ema", "generator"):
+    for name in ("generator_ema", "generator") if live else ("generator_ema",):
         g = build_generator(cfg, init=False)
         g.load_state_dict(payload["networks"][name])
         report[name] = shapes_accuracy(g, text_encoder, n=n, seed=seed)
