@@ -28,6 +28,8 @@ ROWS: dict[str, list[str]] = {
     "ma-gp": ["loss.ma_gp_weight=2"],
     "damsm-30": ["loss.damsm_weight=30"],
     "damsm-2": ["loss.damsm_weight=2"],
+    "damsm-0.5": ["loss.damsm_weight=0.5"],
+    "d-slow": ["train.lr_d=1e-4"],
     "base-32": ["generator.base_size=32", "generator.num_stages=2"],
     "gf-32": ["generator.gf_dim=32"],
     "lr-2e-4": ["train.lr_g=2e-4", "train.lr_d=2e-4"],
