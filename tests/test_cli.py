@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import SMALL
 
+from dmgan.cli import build_parser
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -144,3 +146,21 @@ def test_readme_train_commands(tmp_path):
                              text=True, timeout=600, cwd=tmp_path)
         assert res.returncode == 0, (line, res.stderr[-2000:])
     assert (tmp_path / "runs" / "shapes" / "ckpt-00000003.pt").is_file()
+
+
+def test_readme_lists_the_bundled_models_vocabulary():
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.pipeline import bundled_model_path
+
+    listed = _readme_block("readme:vocabulary").split()
+    vocab = load_checkpoint(bundled_model_path())[1]["vocab"]
+    assert listed == [w for w in vocab if w != "<end>"]
+
+
+def test_readme_bundled_model_command_is_the_demo():
+    lines = _readme_block("readme:bundled").strip().splitlines()
+    demo = shlex.split(lines[0])
+    assert demo[:2] == ["OMP_NUM_THREADS=1", "dmgan"] and demo[2] == "demo"
+    args = build_parser().parse_args(demo[2:])
+    assert args.out == "runs/bundled" and args.minutes > 15
+    assert lines[1] == "cp runs/bundled/model.pt src/dmgan/assets/shapes_model.pt"

@@ -162,6 +162,13 @@ def test_a_demo_report_at_chance_says_so(tmp_path):
     assert report["verdict"].startswith("EMA generator: ")
     assert "at chance" in report["verdict"]
     assert "GAN steps" in report["warning"]
+    # the chosen snapshot, exported: generate takes it
+    assert report["model"] == str(tmp_path / "demo" / "model.pt")
+    assert report["best"]["step"] >= 1 and "generated" in report["best"]["generator_ema"]
+    from dmgan.pipeline import DMGANPipeline
+
+    out = DMGANPipeline.from_pretrained(tmp_path / "demo" / "model.pt")("a red circle", seed=1)
+    assert out.images[0].size == (64, 64)
 
 
 def test_pace_warns_about_a_budget_too_small_and_a_slowdown():
