@@ -91,7 +91,7 @@ CASES = [
                                "{d}/no/dir/x.png"], "output folder does not exist"),
     ("unwritable output", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-o",
                            "/proc/dmgan-test.png"], "cannot write"),
-    ("zero images", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-n", "0"], "num_images"),
+    ("zero images", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-n", "0"], "argument -n: 0 is out of range"),
     ("non-PNG output", [GEN, "a red disk", "--checkpoint", "{d}/model.pt", "-o", "{d}/x.jpg"],
      "must be a .png"),
     ("explain: unknown words only", ["explain", "zebra", "--checkpoint", "{d}/model.pt"], "no word"),
@@ -112,7 +112,7 @@ CASES = [
     ("eval: missing Inception weights", ["eval", "--images", "{d}/imgs", "--metrics", "is",
                                          "--inception-weights", "{d}/none.pth"], "pt_inception"),
     ("train: negative batch size", ["train", "--preset", "shapes", "--data", "shapes", "--out",
-                                    "{d}/run", "--batch-size", "-1"], "batch_size must be > 0"),
+                                    "{d}/run", "--batch-size", "-1"], "out of range: must be >= 2"),
     ("train: missing data", ["train", "--preset", "shapes", "--data", "{d}/nodata", "--out",
                              "{d}/run", "--damsm", "{d}/model.pt"], "not found"),
     ("pretrain: missing data", ["pretrain-damsm", "--preset", "shapes", "--data", "{d}/nodata",
@@ -131,6 +131,38 @@ CASES = [
                                            "{d}/small.pt"], "not a dmgan checkpoint"),
     ("check-released: other preset", ["check-released", "--preset", "coco", "--netG",
                                       "{d}/released.pth"], "does not fit"),
+]
+
+
+_TRAIN = ["train", "--preset", "tiny", "--data", "shapes", "--out", "{d}/run"]
+# numbers nobody checked: each is a usage error (exit 2, the option named), before any work
+CASES += [
+    (f"numbers: {' '.join(extra)}", argv + list(extra), needle)
+    for argv, extra, needle in [
+        (_TRAIN, ("--seed", "-1"), "out of range"),
+        (_TRAIN, ("--batch-size", "1"), "must be >= 2"),
+        (_TRAIN, ("--batch-size", "0"), "must be >= 2"),
+        (_TRAIN, ("--vocab-size", "0"), "must be >= 2"),
+        (_TRAIN, ("--ckpt-every", "0"), "--ckpt-every"),
+        (_TRAIN, ("--log-every", "0"), "--log-every"),
+        (_TRAIN, ("--workers", "-1"), "--workers"),
+        (_TRAIN, ("--minutes", "0"), "must be > 0.0"),
+        (_TRAIN, ("--minutes", "nan"), "--minutes"),
+        (_TRAIN, ("--max-steps", "-5"), "--max-steps"),
+        (_TRAIN, ("--keep", "0"), "--keep"),
+        (_TRAIN, ("--min-damsm-r1", "2"), "--min-damsm-r1"),
+        ([GEN, "a red disk"], ("--seed", "99999999999999999999"), "out of range"),
+        ([GEN, "a red disk"], ("-n", "0"), "must be >= 1"),
+        (["demo"], ("--minutes", "0"), "--minutes"),
+        (["demo"], ("--minutes", "0.3"), "more than 0.5"),
+        (["shapes-oracle"], ("--held-out", "0"), "--held-out"),
+        (["serve"], ("--port", "70000"), "between 1 and 65535"),
+        (["serve"], ("--queue", "-2"), "--queue"),
+        (["eval", "--images", "{d}/imgs"], ("--splits", "0"), "--splits"),
+        (["eval", "--images", "{d}/imgs"], ("--folds", "0"), "--folds"),
+        (["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/dm"],
+         ("--target-r1", "0"), "--target-r1"),
+    ]
 ]
 
 

@@ -17,6 +17,47 @@ from dmgan.config import PRESETS, preset
 from dmgan.errors import DMGANError
 
 
+def _int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer in [lo, hi] (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < lo or (hi is not None and value > hi):
+            where = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {where}")
+        return value
+
+    return parse
+
+
+def _float_in(lo: float, hi: float | None = None, *, open_low: bool = False):
+    """An argparse type: a finite number in [lo, hi] ((lo, hi] with open_low)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        low_ok = value > lo if open_low else value >= lo
+        if not (low_ok and (hi is None or value <= hi)) or value != value:
+            bound = f"> {lo}" if open_low else f">= {lo}"
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: must be {bound}" + (f" and <= {hi}" if hi is not None else ""))
+        return value
+
+    return parse
+
+
+SEED = _int_in(0, 2**32 - 1)  # what every generator here (torch, numpy) accepts
+POSITIVE = _int_in(1)
+NON_NEGATIVE = _int_in(0)
+MINUTES = _float_in(0.0, open_low=True)
+FRACTION = _float_in(0.0, 1.0)
+
+
 def _count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -427,26 +468,26 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _add_train_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     s.add_argument("--compile", action="store_true", help="torch.compile the generator")
     s.add_argument("--channels-last", default="on", choices=["on", "off"],
                    help="memory layout of images and features (on: measured faster)")
-    s.add_argument("--workers", type=int, default=2, help="data loader processes")
-    s.add_argument("--log-every", type=int, default=50)
-    s.add_argument("--sample-every", type=int, default=500)
-    s.add_argument("--ckpt-every", type=int, default=500)
-    s.add_argument("--keep", type=int, default=3, help="checkpoints kept")
+    s.add_argument("--workers", type=NON_NEGATIVE, default=2, help="data loader processes")
+    s.add_argument("--log-every", type=POSITIVE, default=50)
+    s.add_argument("--sample-every", type=POSITIVE, default=500)
+    s.add_argument("--ckpt-every", type=POSITIVE, default=500)
+    s.add_argument("--keep", type=POSITIVE, default=3, help="checkpoints kept")
     s.add_argument("--tensorboard", action="store_true")
-    s.add_argument("--eval-every", type=int,
+    s.add_argument("--eval-every", type=NON_NEGATIVE,
                    help="judge the EMA generator every N steps into metrics.jsonl and keep the "
                         "best snapshot as best.pt (default: with every checkpoint; 0: never)")
-    s.add_argument("--eval-captions", type=int, default=200,
+    s.add_argument("--eval-captions", type=POSITIVE, default=200,
                    help="fixed held-out captions judged at each evaluation")
-    s.add_argument("--min-damsm-r1", type=float, default=0.5,
+    s.add_argument("--min-damsm-r1", type=FRACTION, default=0.5,
                    help="refuse DAMSM encoders whose recorded test R@1 is below this")
-    s.add_argument("--minutes", type=float, help="stop after this much time")
+    s.add_argument("--minutes", type=MINUTES, help="stop after this much time")
     s.add_argument("--no-memory", action="store_true",
                    help="ablation: memory stages pass image features straight through")
     _add_set_flag(s)
@@ -486,9 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", help="folder of generated images")
     s.add_argument("--checkpoint", help="generate the images with this dmgan checkpoint ...")
     s.add_argument("--data", help="... from the test captions of this dataset folder")
-    s.add_argument("--num-images", type=int, help="with --checkpoint: how many (default: all)")
+    s.add_argument("--num-images", type=POSITIVE, help="with --checkpoint: how many (default: all)")
     s.add_argument("--save-images", help="with --checkpoint: keep the images in this folder")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--metrics", nargs="+", default=["fid", "is"],
                    choices=["fid", "is", "r_precision"])
     s.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "dmgan-legacy"],
@@ -498,16 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ref-stats", help="reference statistics .npz (mu, sigma)")
     s.add_argument("--real", help="folder of real images (statistics cached)")
     s.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "dmgan"))
-    s.add_argument("--splits", type=int, default=10, help="Inception Score splits")
+    s.add_argument("--splits", type=POSITIVE, default=10, help="Inception Score splits")
     s.add_argument("--captions", help="R-precision on a folder: captions.jsonl (image, caption, class)")
     s.add_argument("--vocab", help="R-precision on a folder: vocabulary JSON")
     s.add_argument("--preset", default="bird", choices=sorted(PRESETS))
     s.add_argument("--text-encoder", help="DAMSM text encoder (released format)")
     s.add_argument("--image-encoder", help="DAMSM image encoder (released format)")
-    s.add_argument("--folds", type=int, default=10)
+    s.add_argument("--folds", type=POSITIVE, default=10)
     s.add_argument("--legacy-off-by-one", action="store_true",
                    help="reproduce the released R-precision slice (drops a sample per fold)")
-    s.add_argument("--batch-size", type=int, default=50)
+    s.add_argument("--batch-size", type=POSITIVE, default=50)
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", help="append results as JSON lines to this file")
     s.set_defaults(func=cmd_eval)
@@ -516,31 +557,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("captions", nargs="*", help="one or more captions")
     s.add_argument("--file", help="a text file, one caption a line")
     s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("-n", type=int, default=1, help="images per caption")
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("-n", type=POSITIVE, default=1, help="images per caption")
     s.add_argument("--stages", action="store_true", help="every stage's image, side by side")
     s.add_argument("-o", "--output", default="out.png", help="PNG path (numbered when several)")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--max-chars", type=int, default=2000, help=argparse.SUPPRESS)
+    s.add_argument("--max-chars", type=POSITIVE, default=2000, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_generate)
 
     s = sub.add_parser("explain", help="what the memory chose for one caption (the paper's Fig. 6)")
     s.add_argument("captions", nargs=1, metavar="caption")
     s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("-o", "--output", default="explain.png")
     s.add_argument("--device", default="cpu")
-    s.add_argument("--max-chars", type=int, default=2000, help=argparse.SUPPRESS)
+    s.add_argument("--max-chars", type=POSITIVE, default=2000, help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("serve", help="a web page and HTTP API (needs the 'serve' extra)")
     s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_int_in(1, 65535), default=8000)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--max-chars", type=int, default=300, help="longest caption accepted")
-    s.add_argument("--max-images", type=int, default=4, help="most images per request")
-    s.add_argument("--queue", type=int, default=8, help="requests allowed to wait")
+    s.add_argument("--max-chars", type=POSITIVE, default=300, help="longest caption accepted")
+    s.add_argument("--max-images", type=POSITIVE, default=4, help="most images per request")
+    s.add_argument("--queue", type=NON_NEGATIVE, default=8, help="requests allowed to wait")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("convert-released", help="released bird/coco files -> one dmgan checkpoint")
@@ -563,16 +604,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--preset", required=True, choices=sorted(PRESETS))
     s.add_argument("--data", required=True, help="'shapes' (built in) or a dataset folder")
     s.add_argument("--out", required=True, help="folder for damsm.pt and its log")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--minutes", type=float)
-    s.add_argument("--max-steps", type=int)
-    s.add_argument("--target-r1", type=float,
+    s.add_argument("--epochs", type=POSITIVE)
+    s.add_argument("--minutes", type=MINUTES)
+    s.add_argument("--max-steps", type=POSITIVE)
+    s.add_argument("--target-r1", type=_float_in(0.0, 1.0, open_low=True),
                    help="stop once the test R@1 (checked every 200 steps) reaches this")
-    s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
+    s.add_argument("--batch-size", type=_int_in(2),
+                   help="images per step (>= 2: mismatched pairs and batch norm need two)")
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--workers", type=NON_NEGATIVE, default=2)
     _add_set_flag(s)
     s.set_defaults(func=cmd_pretrain_damsm)
 
@@ -582,9 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--damsm", help="DAMSM checkpoint from dmgan pretrain-damsm")
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--resume", action="store_true", help="continue from the newest checkpoint")
-    s.add_argument("--max-steps", type=int)
-    s.add_argument("--vocab-size", type=int, help="override the preset's (custom datasets)")
-    s.add_argument("--batch-size", type=int)
+    s.add_argument("--max-steps", type=POSITIVE)
+    s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
+    s.add_argument("--batch-size", type=_int_in(2),
+                   help="images per step (>= 2: mismatched pairs and batch norm need two)")
     s.add_argument("--inception-weights",
                    help="Inception weights (pytorch-fid) for FID at each evaluation (not shapes)")
     _add_train_flags(s)
@@ -593,16 +636,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="the built-in shapes data: pre-train DAMSM, train DM-GAN, "
                        "report attribute accuracy (about --minutes on 2 CPU cores)")
     s.add_argument("--out", default="runs/demo")
-    s.add_argument("--judge", type=int, default=500, help="held-out captions judged")
+    s.add_argument("--judge", type=POSITIVE, default=500, help="held-out captions judged")
     _add_train_flags(s)
     s.set_defaults(func=cmd_demo, minutes=15.0)
 
     s = sub.add_parser("shapes-oracle", help="accuracy of the shapes oracle (or train a new one)")
     s.add_argument("--oracle", help="oracle file (default: the bundled one)")
     s.add_argument("--train", action="store_true", help="train a new oracle")
-    s.add_argument("--steps", type=int, default=3000)
-    s.add_argument("--seed", type=int, default=1234)
-    s.add_argument("--held-out", type=int, default=2000)
+    s.add_argument("--steps", type=POSITIVE, default=3000)
+    s.add_argument("--seed", type=SEED, default=1234)
+    s.add_argument("--held-out", type=POSITIVE, default=2000)
     s.add_argument("--out", help="with --train: save the oracle here")
     s.set_defaults(func=cmd_shapes_oracle)
     return p
