@@ -92,6 +92,18 @@ def test_dataset_snapshot_metric_is_r_precision(tmp_path):
     assert ev.primary == "r_precision" and 0.0 <= scores["r_precision"] <= 1.0
     assert ev.better({"r_precision": 0.5}, {"r_precision": 0.4})
     assert not ev.better({"r_precision": 0.3}, {"r_precision": 0.4})
+    # with Inception weights: FID of the subset against its own real images (lower is better)
+    from dmgan.nn.inception import InceptionV3
+
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(InceptionV3(variant="fid").state_dict(), weights)
+    ev = SnapshotEvaluator(data=str(root), test=test, text_encoder=te, image_encoder=ie,
+                           max_words=8, num=20, seed=0, device=torch.device("cpu"),
+                           inception_weights=str(weights))
+    g = build_generator(cfg)
+    first, again = ev(g), ev(g)
+    assert ev.primary == "fid" and first["fid"] >= 0.0 and first["fid"] == again["fid"]
+    assert ev.better({"fid": 10.0}, {"fid": 12.0}) and not ev.better({"fid": 13.0}, {"fid": 12.0})
 
 
 # --- judging and the report -----------------------------------------------------------------
