@@ -93,7 +93,7 @@ def test_generate_cli(tmp_path, model_path):
     ([""], "has no words"),
     (["a red disk", "-o", "/nonexistent/dir/x.png"], "output folder does not exist"),
     (["a red disk", "-o", "x.jpg"], "must be a .png"),
-    (["a red disk", "-n", "0"], "num_images must be >= 1"),
+    (["a red disk", "-n", "0"], "argument -n: 0 is out of range"),
 ])
 def test_generate_bad_input(tmp_path, model_path, args, needle):
     res = _dmgan("generate", *args, "--checkpoint", str(model_path), cwd=tmp_path)
