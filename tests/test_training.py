@@ -215,3 +215,25 @@ def test_sigkill_and_resume_end_bit_identical(tmp_path):
 
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["bit_identical"] and summary["kills"] >= 1
+
+
+def test_resume_refuses_other_settings(tmp_path, damsm):
+    from dmgan import DMGANError
+    from dmgan.config import override
+
+    run = tmp_path / "r"
+    train_gan(tiny_config(), _opts(run, damsm, max_steps=2))
+    with pytest.raises(DMGANError, match=r"train\.batch_size 4 -> 6"):
+        train_gan(override(tiny_config(), ["train.batch_size=6"]),
+                  _opts(run, damsm, max_steps=3, resume=True))
+    with pytest.raises(DMGANError, match=r"seed 0 -> 5"):
+        train_gan(tiny_config(), _opts(run, damsm, max_steps=3, resume=True, seed=5))
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(run), "--resume",
+                 "--damsm", str(damsm), "--min-damsm-r1", "0", "--max-steps", "3",
+                 "--batch-size", "6", "--workers", "0")
+    assert res.returncode == 2 and "started with other settings" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert train_gan(tiny_config(), _opts(run, damsm, max_steps=3, resume=True)).step == 3
+    _, payload = load_checkpoint(run / "ckpt-00000003.pt")
+    assert payload["run_settings"] == {"seed": 0, "data": "shapes", "world_size": 1}
+    assert "grad_scaler" in payload

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dmgan.config import DMGANConfig
-from dmgan.errors import CheckpointError
+from dmgan.errors import CheckpointError, PresetMismatchError
 from dmgan.fileio import atomic_write
 
 FORMAT = "dmgan-checkpoint"
@@ -76,7 +76,7 @@ def load_checkpoint(
                               f"dmgan reads up to {FORMAT_VERSION}: upgrade dmgan")
     config = DMGANConfig.from_dict(payload["config"])
     if expect_preset is not None and config.name != expect_preset:
-        raise CheckpointError(f"{path} holds a '{config.name}' model, not '{expect_preset}'")
+        raise PresetMismatchError(f"{path} holds a '{config.name}' model, not '{expect_preset}'")
     return config, payload
 
 

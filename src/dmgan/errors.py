@@ -11,3 +11,11 @@ class ConfigError(DMGANError):
 
 class CheckpointError(DMGANError):
     """A weight file that is missing, unreadable, or does not fit the chosen configuration."""
+
+
+class PresetMismatchError(CheckpointError):
+    """A readable checkpoint of another preset than the one asked for."""
+
+
+class ResumeMismatchError(DMGANError):
+    """--resume asked to continue a run with settings other than the ones it was started with."""

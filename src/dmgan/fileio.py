@@ -43,5 +43,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
             os.unlink(tmp)
 
 
+def temporary_files(folder: Path, name: str) -> list[Path]:
+    """Temporaries that an interrupted atomic write of `folder / name` left behind."""
+    return sorted(Path(folder).glob(f".tmp-{name}-*"))
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))

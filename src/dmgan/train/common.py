@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from dmgan.checkpoint import load_checkpoint, save_checkpoint
 from dmgan.config import DMGANConfig
-from dmgan.errors import CheckpointError, DMGANError
+from dmgan.errors import CheckpointError, DMGANError, PresetMismatchError, ResumeMismatchError
 from dmgan.fileio import atomic_write_text
 
 SHAPES_TRAIN, SHAPES_TEST = 50_000, 1_000
@@ -161,9 +161,9 @@ def latest_checkpoint(run: Path, expect_preset: str) -> tuple[DMGANConfig, dict,
     for path in checkpoints(run):
         try:
             cfg, payload = load_checkpoint(path, expect_preset=expect_preset)
+        except PresetMismatchError:
+            raise  # another preset's run folder: never resume it
         except CheckpointError as exc:
-            if "holds a" in str(exc):
-                raise
             warnings.warn(f"skipping damaged checkpoint {path.name}: {exc}", stacklevel=2)
             continue
         if "step" in payload and "optimizers" in payload:
@@ -171,9 +171,43 @@ def latest_checkpoint(run: Path, expect_preset: str) -> tuple[DMGANConfig, dict,
     return None
 
 
+def checkpoint_name(step: int) -> str:
+    return f"ckpt-{step:08d}.pt"
+
+
+def remove_stale_temporaries(run: Path) -> None:
+    """Temporaries of checkpoint writes that a kill interrupted (never checkpoints)."""
+    from dmgan.fileio import temporary_files
+
+    for stale in temporary_files(run, "ckpt-*"):
+        stale.unlink(missing_ok=True)
+
+
+def check_resume(run: Path, stored_cfg: DMGANConfig, cfg: DMGANConfig, stored: dict | None,
+                 now: dict) -> None:
+    """Refuse to resume with another config or other run settings (seed, data, processes):
+    the checkpoint's position in the epoch only means something for the same ones."""
+    problems = []
+    old, new = stored_cfg.to_dict(), cfg.to_dict()
+    for section, values in new.items():
+        if not isinstance(values, dict):
+            continue
+        for key, value in values.items():
+            before = old.get(section, {}).get(key)
+            if before != value:
+                problems.append(f"{section}.{key} {before!r} -> {value!r}")
+    for key, value in now.items():
+        if stored is not None and key in stored and stored[key] != value:
+            problems.append(f"{key} {stored[key]!r} -> {value!r}")
+    if problems:
+        raise ResumeMismatchError(
+            f"--resume: {run} was started with other settings ({'; '.join(problems)}); resume "
+            f"with the same ones, or start a new run folder")
+
+
 def save_run_checkpoint(run: Path, keep: int, **payload: Any) -> Path:
     """ckpt-<step>.pt (atomic), then only the newest `keep` remain."""
-    path = run / f"ckpt-{payload['step']:08d}.pt"
+    path = run / checkpoint_name(payload["step"])
     save_checkpoint(path, **payload)
     for old in checkpoints(run)[keep:]:
         old.unlink(missing_ok=True)

@@ -28,10 +28,13 @@ from dmgan.train.common import (
     average_gradients,
     broadcast_state,
     check_amp,
+    check_resume,
     check_vocab,
+    checkpoint_name,
     epoch_batches,
     latest_checkpoint,
     make_dataset,
+    remove_stale_temporaries,
     rng_state,
     save_run_checkpoint,
     set_rng_state,
@@ -238,11 +241,13 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
     step, epoch, batch_in_epoch = 0, 0, 0
 
+    data_id = opts.data if opts.data == "shapes" else str(Path(opts.data).resolve())
+    run_settings = {"seed": opts.seed, "data": data_id, "world_size": rt.world}
     if found is not None:
-        if rt.main:  # temporaries of writes that a kill interrupted: never checkpoints
-            for stale in run.glob(".tmp-ckpt-*"):
-                stale.unlink(missing_ok=True)
-        _, payload, path = found
+        stored_cfg, payload, path = found
+        check_resume(run, stored_cfg, cfg, payload.get("run_settings"), run_settings)
+        if rt.main:
+            remove_stale_temporaries(run)
         nets = payload["networks"]
         g.load_state_dict(nets["generator"])
         ema.net.load_state_dict(nets["generator_ema"])
@@ -254,6 +259,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         step, epoch, batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
         states = payload["rng"]
         set_rng_state(states[rt.rank] if isinstance(states, list) else states, noise_gen)
+        if "grad_scaler" in payload:
+            scaler.load_state_dict(payload["grad_scaler"])
         if rt.main:
             print(f"resumed from {path.name} at step {step}", flush=True)
 
@@ -289,7 +296,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                            **{f"discriminator{i}": o.state_dict() for i, o in enumerate(opt_ds)}},
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
-            "kind": "dmgan-train",
+            "kind": "dmgan-train", "run_settings": run_settings, "grad_scaler": scaler.state_dict(),
         }
 
     def snapshot() -> Path:
@@ -297,7 +304,7 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         payload = snapshot_payload()
         if rt.main:
             return save_run_checkpoint(run, opts.keep, **payload)
-        return run / f"ckpt-{step:08d}.pt"
+        return run / checkpoint_name(step)
 
     def finished() -> bool:
         return (opts.max_steps is not None and step >= opts.max_steps) or clock.out_of_time() or (
@@ -340,7 +347,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
                 if writer:
                     for k, v in record.items():
                         writer.add_scalar(k, v, step)
-                _report(bar, record)
+                if rt.main:  # one progress line per run, not one per process
+                    _report(bar, record)
                 sums, t_log, seen, n_summed = {}, time.perf_counter(), 0, 0
             if rt.main:
                 for warning in pace.check(step):
