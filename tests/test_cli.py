@@ -114,6 +114,7 @@ def test_readme_main_command(tmp_path):
     assert Image.open(tmp_path / "out.png").size == (64, 64)
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_readme_demo_command(tmp_path):
     cmd = shlex.split(_readme_block("readme:demo"))
     assert cmd == ["dmgan", "demo"]
@@ -129,6 +130,7 @@ def test_readme_demo_command(tmp_path):
     assert list((tmp_path / "demo" / "samples").glob("step-*.png"))
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_readme_train_commands(tmp_path):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"## Train\n\n```bash\n(.*?)```", text, re.S).group(1)

@@ -39,6 +39,7 @@ def fid_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_fid_and_is_with_real_folder_and_cache(tmp_path, fid_weights):
     gen, real = _folder(tmp_path / "gen", 6, 1), _folder(tmp_path / "real", 6, 2)
     cache, out = tmp_path / "cache", tmp_path / "metrics.jsonl"

@@ -157,6 +157,7 @@ def test_train_refuses_a_weak_damsm_from_the_command_line(tmp_path, weak_damsm):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_a_demo_whose_damsm_cannot_learn_in_time_is_refused(tmp_path):
     res = _dmgan("demo", "--minutes", "0.6", "--workers", "0", "--judge", "20", "--out",
                  str(tmp_path / "demo"))
@@ -165,6 +166,7 @@ def test_a_demo_whose_damsm_cannot_learn_in_time_is_refused(tmp_path):
     assert not (tmp_path / "demo" / "report.json").exists()
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_a_demo_report_at_chance_says_so(tmp_path):
     res = _dmgan("demo", "--minutes", "1.2", "--workers", "0", "--judge", "20",
                  "--min-damsm-r1", "0", "--out", str(tmp_path / "demo"))

@@ -118,6 +118,7 @@ def _worker(rank: int, world: int, port: int, out: str, damsm: str) -> None:
     assert build_generator and build_discriminators
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_two_gloo_processes_hold_identical_weights(tmp_path, damsm):
     import torch.multiprocessing as mp
 
@@ -204,6 +205,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, damsm, mon
                if v.is_floating_point())
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_sigkill_and_resume_end_bit_identical(tmp_path):
     """bench/fault_injection.py with a few kills (the full run uses 10)."""
     script = Path(__file__).resolve().parents[1] / "bench" / "fault_injection.py"

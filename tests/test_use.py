@@ -230,6 +230,7 @@ def test_api_refuses_when_the_queue_is_full(pipe):
     assert busy.status_code == 503 and results["first"] == 200
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_readme_generate_explain_serve_examples(tmp_path, model_path):
     """The README's use examples, on the test model when no bundled model is installed."""
     import re
@@ -260,6 +261,7 @@ def test_readme_generate_explain_serve_examples(tmp_path, model_path):
     assert build_parser().parse_args(shlex.split(serve)[1:]).port == 8000
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_browser_shows_the_image(tmp_path, model_path):
     """The page in headless Chromium: type a caption, click Generate, an image appears."""
     import os
@@ -315,6 +317,7 @@ def test_browser_shows_the_image(tmp_path, model_path):
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_fifty_concurrent_requests_complete_or_are_refused(tmp_path, model_path):
     from pathlib import Path
 
