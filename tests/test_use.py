@@ -330,3 +330,16 @@ def test_fifty_concurrent_requests_complete_or_are_refused(tmp_path, model_path)
     assert summary["ok"] >= 1 and summary["ok"] + summary["refused_busy"] == 50
     assert summary["oversized_status"] == [413, 413]
     assert summary["server_peak_rss_mib"] < summary["server_rss_idle_mib"] + 500
+
+
+def test_pipeline_diffusers_style_arguments(pipe):
+    a = pipe("a red disk on the left", num_images_per_prompt=2, seed=4)
+    b = pipe("a red disk on the left", num_images=2, seed=4)
+    assert len(a.images) == 2
+    assert [x.tobytes() for x in a.images] == [x.tobytes() for x in b.images]
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    c = pipe(["a red disk", "a blue box"], generator=g1)
+    d = pipe(["a red disk", "a blue box"], generator=g2)
+    assert [x.tobytes() for x in c.images] == [x.tobytes() for x in d.images]
+    assert pipe.to("cpu") is pipe and pipe.device.type == "cpu"
+    assert "Captions in, PIL images out" in type(pipe).__doc__

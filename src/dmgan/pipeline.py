@@ -46,6 +46,15 @@ def bundled_model_path() -> Path:
 
 
 class DMGANPipeline:
+    """Captions in, PIL images out (and, on request, what the dynamic memory did).
+
+    `from_pretrained()` loads one of our model files (or the bundled shapes model), folds
+    batch norms for speed and keeps the vocabulary; calling the pipeline tokenizes each
+    caption, warns about unknown words, refuses captions with no known content word, and
+    returns a `PipelineOutput`. Image j of a caption uses noise seeded by `seed + j`, or
+    drawn from `generator` when one is given.
+    """
+
     def __init__(self, model: DMGAN, vocab: Vocabulary):
         if len(vocab) != model.config.text.vocab_size:
             raise CheckpointError(f"the vocabulary has {len(vocab)} words, the model "
@@ -71,22 +80,39 @@ class DMGANPipeline:
         ids, n = fit_caption(enc.ids, limit, np.random.default_rng(seed))
         return ids[:n].tolist(), enc.unknown
 
+    def to(self, device: str | torch.device) -> DMGANPipeline:
+        """Move the model (e.g. "cuda"); returns the pipeline."""
+        self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     @torch.inference_mode()
     def __call__(self, captions: str | list[str], *, seed: int = 0, num_images: int = 1,
+                 num_images_per_prompt: int | None = None,
+                 generator: torch.Generator | None = None,
                  explain: bool = False) -> PipelineOutput:
         """Image j of every caption uses noise seeded by seed + j, so a caption and a seed
-        always give the same image, whatever else is in the call."""
+        always give the same image, whatever else is in the call. With `generator` (a CPU
+        torch.Generator) the noise is drawn from it instead, one draw per caption.
+        `num_images_per_prompt` is diffusers' name for `num_images`."""
         captions = [captions] if isinstance(captions, str) else list(captions)
         if not captions:
             raise CaptionError("no caption given")
+        if num_images_per_prompt is not None:
+            num_images = num_images_per_prompt
         if num_images < 1:
             raise DMGANError(f"num_images must be >= 1, got {num_images}")
-        dev = next(self.model.parameters()).device
+        dev = self.device
         z_dim = self.model.config.generator.z_dim
         noise = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed + j))
                              for j in range(num_images)]).to(dev)
         result = PipelineOutput([], [], [], [], [])
         for caption in captions:
+            if generator is not None:
+                noise = torch.randn(num_images, z_dim, generator=generator).to(dev)
             ids, unknown = self.encode(caption, seed)
             if unknown:
                 warnings.warn(f"unknown word(s) ignored: {', '.join(unknown)}", stacklevel=2)
