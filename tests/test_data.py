@@ -203,3 +203,26 @@ def test_distributed_sampler_splits_the_dataset(tmp_path):
         sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
         seen += list(sampler)
     assert sorted(set(seen)) == [0, 1, 2]
+
+
+def test_a_pickle_bomb_of_shared_references_is_refused_at_once(tmp_path):
+    """A few hundred bytes whose shared references describe 30**15 objects ("billion laughs")."""
+    import pickle
+    import time
+
+    from dmgan.data.vocab import load_captions_pickle
+
+    bomb = ["lol"]
+    for _ in range(15):
+        bomb = [bomb] * 30
+    path = tmp_path / "captions.pickle"
+    path.write_bytes(pickle.dumps([bomb, [], {0: "<end>"}, {}], protocol=2))
+    start = time.perf_counter()
+    with pytest.raises(DMGANError, match="decompression bomb"):
+        load_captions_pickle(path)
+    assert time.perf_counter() - start < 5
+    # an honest file with shared references (repeated words) still loads
+    words = {0: "<end>", 1: "bird", 2: "red"}
+    path.write_bytes(pickle.dumps([[[1, 2]] * 50, [[2, 1]], words, {v: k for k, v in words.items()}],
+                                  protocol=2))
+    assert load_captions_pickle(path).vocab.words == ["<end>", "bird", "red"]

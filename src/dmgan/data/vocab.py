@@ -151,23 +151,35 @@ class _RestrictedUnpickler(pickle.Unpickler):
             f"are admitted")
 
 
-def _check_plain(obj: Any, depth: int = 0) -> None:
-    if depth > 20 or not isinstance(obj, _PLAIN):
-        raise pickle.UnpicklingError(f"refused an object of type {type(obj).__name__}")
-    if isinstance(obj, (list, tuple)):
-        for x in obj:
-            _check_plain(x, depth + 1)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _check_plain(k, depth + 1)
-            _check_plain(v, depth + 1)
+def _check_plain(obj: Any, budget: int) -> None:
+    """Every object is plain data, visited through every reference (as a reader will).
+
+    A pickle of N bytes holds at most about N objects, each opcode being at least a byte;
+    references to one object shared many times (memo gets, two bytes each) can make a
+    tiny file describe an exponential structure (a "billion laughs"). Visits beyond
+    `budget` refuse the file instead of hanging on it.
+    """
+    stack, visits = [(obj, 0)], 0
+    while stack:
+        x, depth = stack.pop()
+        visits += 1
+        if visits > budget:
+            raise pickle.UnpicklingError(
+                "refused: shared references make this pickle expand far beyond its size "
+                "(a decompression bomb)")
+        if depth > 20 or not isinstance(x, _PLAIN):
+            raise pickle.UnpicklingError(f"refused an object of type {type(x).__name__}")
+        if isinstance(x, (list, tuple)):
+            stack.extend((y, depth + 1) for y in x)
+        elif isinstance(x, dict):
+            stack.extend((y, depth + 1) for kv in x.items() for y in kv)
 
 
 def safe_unpickle(data: bytes, *, source: str = "pickle") -> Any:
     """Unpickle plain data only (Python 2 protocol-2 files included; their str as latin-1)."""
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
-        _check_plain(obj)
+        _check_plain(obj, budget=2 * len(data) + 1000)
     except pickle.UnpicklingError as exc:
         raise DMGANError(f"{source}: {exc}") from None
     except Exception as exc:  # truncated or not a pickle at all
