@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dmgan import DMGAN, preset
+from dmgan import DMGAN, DMGANError, preset
 from dmgan.cli import main
 from dmgan.data.shapes import vocabulary
 
@@ -212,3 +212,23 @@ def test_unusual_image_modes_work(tmp_path, mode):
     if mode == "I;16":
         arr = np.asarray(rgb)
         assert arr.max() > 200 and arr.min() == 0  # scaled, not clipped to white
+
+
+@pytest.mark.parametrize("size", [(1, 100_000), (100_000, 2), (9000, 9000)])
+def test_huge_or_thin_images_are_refused_before_decoding(tmp_path, size):
+    from dmgan.imageio import read_image
+
+    path = tmp_path / "x.png"
+    Image.new("L", size).save(path)
+    with pytest.raises(DMGANError, match="refused image"):
+        read_image(path)
+
+
+def test_a_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
+    from dmgan.imageio import read_image
+
+    path = tmp_path / "x.png"
+    Image.new("RGB", (600, 600)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL raises above 2x this
+    with pytest.raises(DMGANError, match="refused image"):
+        read_image(path)

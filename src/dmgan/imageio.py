@@ -11,6 +11,10 @@ from PIL import Image, UnidentifiedImageError
 from dmgan.errors import DMGANError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Checked from the header, before any pixel is decoded: larger files, or strips so thin
+# that resizing them to a square stage blows up, are refused rather than run out of memory.
+MAX_PIXELS = 64_000_000
+MAX_ASPECT = 32.0
 
 
 def read_image(path: str | os.PathLike) -> Image.Image:
@@ -20,6 +24,11 @@ def read_image(path: str | os.PathLike) -> Image.Image:
     """
     try:
         with Image.open(path) as img:
+            w, h = img.size
+            if w < 1 or h < 1 or w * h > MAX_PIXELS or max(w, h) / min(w, h) > MAX_ASPECT:
+                raise DMGANError(f"refused image {path}: {w} x {h} pixels (at most "
+                                 f"{MAX_PIXELS // 1_000_000} megapixels, sides at most "
+                                 f"{MAX_ASPECT:g}:1)")
             img.load()
             if img.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(img, dtype=np.float64)
@@ -28,6 +37,8 @@ def read_image(path: str | os.PathLike) -> Image.Image:
             return img.convert("RGB")
     except FileNotFoundError:
         raise DMGANError(f"image not found: {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise DMGANError(f"refused image {path}: {exc}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DMGANError(f"cannot decode image {path}: {exc}") from None
 
