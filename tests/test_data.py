@@ -226,3 +226,19 @@ def test_a_pickle_bomb_of_shared_references_is_refused_at_once(tmp_path):
     path.write_bytes(pickle.dumps([[[1, 2]] * 50, [[2, 1]], words, {v: k for k, v in words.items()}],
                                   protocol=2))
     assert load_captions_pickle(path).vocab.words == ["<end>", "bird", "red"]
+
+
+@pytest.mark.parametrize("box, needle", [
+    ("nan 8 60 40", "finite numbers"), ("inf 8 60 40", "finite numbers"),
+    ("10 8 0 40", "positive width"), ("10 8 60 -3", "positive width"),
+    ("5000 4000 60 40", "lies outside"),
+])
+def test_bad_bounding_boxes_are_clear_errors(tmp_path, box, needle):
+    birds = make_cub(tmp_path)
+    path = birds / "CUB_200_2011" / "bounding_boxes.txt"
+    lines = path.read_text().splitlines()
+    lines[0] = "1 " + box
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DMGANError, match=needle):
+        data = open_dataset(birds, "train", image_sizes=(64,), max_words=18)
+        data[0]

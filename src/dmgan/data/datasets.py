@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -109,7 +110,11 @@ class CaptionedImages(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         img = read_image(rec.image)
         if rec.bbox is not None:
-            img = img.crop(crop_box(rec.bbox, *img.size))
+            x1, y1, x2, y2 = crop_box(rec.bbox, *img.size)
+            if x2 - x1 < 1 or y2 - y1 < 1:
+                raise DataError(f"{rec.image}: its bounding box {rec.bbox} lies outside the "
+                                f"{img.size[0]} x {img.size[1]} image")
+            img = img.crop((x1, y1, x2, y2))
         images = stage_images(img, self.image_sizes, rng, augment=self.augment)
         caption = rec.captions[int(rng.integers(len(rec.captions)))]
         ids, length = fit_caption(caption, self.max_words, rng)
@@ -197,6 +202,9 @@ def _bboxes(cub: Path) -> dict[str, tuple[float, float, float, float]]:
             raise DataError(f"{bbox_file}:{n}: expected 'id x y w h'") from None
         if len(box) != 4 or img_id not in paths:
             raise DataError(f"{bbox_file}:{n}: expected 'id x y w h' for an id of images.txt")
+        if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
+            raise DataError(f"{bbox_file}:{n}: a box needs finite numbers and a positive width "
+                            f"and height, got {' '.join(parts[1:5])}")
         boxes[paths[img_id].rsplit(".", 1)[0]] = box
     return boxes
 
