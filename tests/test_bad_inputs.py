@@ -4,6 +4,7 @@ output file that was already there left as it was. In-process (dmgan.cli.main)."
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 
@@ -53,6 +54,27 @@ def files(tmp_path_factory):
     from dmgan.nn import InceptionV3
 
     torch.save(InceptionV3(variant="fid").state_dict(), d / "fid.pth")
+    payload = torch.load(model, weights_only=True)
+    for key, value in payload["networks"]["generator"].items():
+        if value.is_floating_point():
+            payload["networks"]["generator"][key] = torch.full_like(value, float("nan"))
+            break
+    torch.save(payload, d / "nan.pt")
+    payload = torch.load(model, weights_only=True)
+    payload["config"]["generator"]["gf_dim"] = "16"
+    torch.save(payload, d / "badtype.pt")
+    del payload["config"]
+    torch.save(payload, d / "noconfig.pt")
+    (d / "a_file").write_text("not a folder")
+    escape = d / "escape"
+    escape.mkdir()
+    Image.new("RGB", (32, 32), "red").save(d / "outside.png")
+    (escape / "captions.jsonl").write_text(
+        json.dumps({"image": "../outside.png", "caption": "a red disk"}) + "\n")
+    absolute = d / "absolute"
+    absolute.mkdir()
+    (absolute / "captions.jsonl").write_text(
+        json.dumps({"image": str(d / "outside.png"), "caption": "a red disk"}) + "\n")
     return d
 
 
@@ -130,6 +152,26 @@ CASES = [
      "cannot read"),
     ("export: not a training checkpoint", ["export", "--checkpoint", "{d}/released.pth", "-o",
                                            "{d}/small.pt"], "not a dmgan checkpoint"),
+    ("generate: NaN weights", [GEN, "a red disk", "--checkpoint", "{d}/nan.pt"],
+     "NaN or infinite"),
+    ("generate: config value of the wrong type", [GEN, "a red disk", "--checkpoint",
+                                                  "{d}/badtype.pt"], "gf_dim must be int"),
+    ("generate: no config", [GEN, "a red disk", "--checkpoint", "{d}/noconfig.pt"],
+     "has no config"),
+    ("train: --out is a file", ["train", "--preset", "tiny", "--data", "shapes", "--out",
+                                "{d}/a_file", "--damsm", "{d}/model.pt"], "is a file"),
+    ("pretrain: --out is a file", ["pretrain-damsm", "--preset", "tiny", "--data", "shapes",
+                                   "--out", "{d}/a_file"], "is a file"),
+    ("eval: --save-images is a file", ["eval", "--checkpoint", "{d}/model.pt", "--data",
+                                       "{d}/escape", "--save-images", "{d}/a_file"], "is a file"),
+    ("eval: --cache-dir is a file", ["eval", "--images", "{d}/imgs", "--cache-dir",
+                                     "{d}/a_file"], "is a file"),
+    ("pretrain: image path outside the data", ["pretrain-damsm", "--preset", "tiny", "--data",
+                                               "{d}/escape", "--out", "{d}/dm2"],
+     "inside the dataset folder"),
+    ("pretrain: absolute image path", ["pretrain-damsm", "--preset", "tiny", "--data",
+                                       "{d}/absolute", "--out", "{d}/dm3"],
+     "inside the dataset folder"),
     ("check-released: other preset", ["check-released", "--preset", "coco", "--netG",
                                       "{d}/released.pth"], "does not fit"),
 ]
@@ -232,3 +274,33 @@ def test_a_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL raises above 2x this
     with pytest.raises(DMGANError, match="refused image"):
         read_image(path)
+
+
+def test_a_failed_eval_leaves_no_temporary_folder(files, capsys, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code, err = _run(["eval", "--checkpoint", str(files / "model.pt"), "--data",
+                      str(files / "nowhere")], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_inside_torch_save_is_a_clear_error(tmp_path, monkeypatch):
+    import io
+
+    from dmgan.checkpoint import atomic_torch_save
+
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(OLD)
+
+    real_save = torch.save
+
+    def failing_save(obj, f, *a, **k):
+        real_save(obj, io.BytesIO())
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(DMGANError, match="cannot write .*writing failed"):
+        atomic_torch_save({"x": torch.zeros(3)}, path)
+    assert path.read_bytes() == OLD and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

@@ -239,3 +239,25 @@ def test_resume_refuses_other_settings(tmp_path, damsm):
     _, payload = load_checkpoint(run / "ckpt-00000003.pt")
     assert payload["run_settings"] == {"seed": 0, "data": "shapes", "world_size": 1}
     assert "grad_scaler" in payload
+
+
+def test_two_trainings_on_one_run_folder_are_refused(tmp_path, damsm):
+    from dmgan import DMGANError
+    from dmgan.train.common import lock_run_folder
+
+    run = tmp_path / "r"
+    run.mkdir()
+    held = lock_run_folder(run)  # as a first training process would
+    try:
+        res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(run),
+                     "--damsm", str(damsm), "--min-damsm-r1", "0", "--max-steps", "1",
+                     "--workers", "0")
+        assert res.returncode == 2 and "another training is using" in res.stderr
+    finally:
+        held.close()
+    with pytest.raises(DMGANError, match="another training"):
+        with open(run / ".lock") as _:
+            first = lock_run_folder(run)
+            lock_run_folder(run)
+    first.close()
+    assert train_gan(tiny_config(), _opts(run, damsm, max_steps=1)).step == 1

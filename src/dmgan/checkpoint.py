@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dmgan.config import DMGANConfig
-from dmgan.errors import CheckpointError, PresetMismatchError
+from dmgan.errors import CheckpointError, ConfigError, PresetMismatchError
 from dmgan.fileio import atomic_write
 
 FORMAT = "dmgan-checkpoint"
@@ -25,7 +25,14 @@ FORMAT_VERSION = 1
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """torch.save through an atomic write (temporary file, fsync, rename)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+
+    def write(f) -> None:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write (a full
+            raise OSError(f"writing failed ({exc})") from None  # disk) as RuntimeError
+
+    atomic_write(path, write)
 
 
 def read_weights_only(path: str | os.PathLike) -> Any:
@@ -74,7 +81,13 @@ def load_checkpoint(
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {payload['format_version']}; this "
                               f"dmgan reads up to {FORMAT_VERSION}: upgrade dmgan")
-    config = DMGANConfig.from_dict(payload["config"])
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{path} has no config (a dmgan checkpoint stores the config it "
+                              f"was made with)")
+    try:
+        config = DMGANConfig.from_dict(payload["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config is broken: {exc}") from None
     if expect_preset is not None and config.name != expect_preset:
         raise PresetMismatchError(f"{path} holds a '{config.name}' model, not '{expect_preset}'")
     return config, payload
@@ -95,4 +108,8 @@ def load_network(module: nn.Module, payload: Mapping[str, Any], name: str, path:
     extra = [k for k in state if k not in own]
     if extra:
         raise CheckpointError(f"checkpoint {path}: '{name}' has unexpected key '{extra[0]}'")
+    for key, value in state.items():  # NaN weights make black images, not errors, downstream
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"checkpoint {path}: '{name}.{key}' holds NaN or infinite "
+                                  f"values (a diverged training run?)")
     module.load_state_dict(state)

@@ -180,19 +180,32 @@ def _generate_for_eval(args: argparse.Namespace, out_dir: Path) -> tuple[list, o
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    import shutil
     import tempfile
-
-    from dmgan.evaluate import append_results, damsm_r_precision, evaluate_folder, format_table
 
     if bool(args.images) == bool(args.checkpoint):
         raise DMGANError("give either --images DIR or --checkpoint CKPT with --data DIR")
+    if args.checkpoint and not args.data:
+        raise DMGANError("--checkpoint needs --data (the dataset whose test captions to use)")
+    for flag, value in (("--save-images", args.save_images), ("--cache-dir", args.cache_dir)):
+        if value and Path(value).exists() and not Path(value).is_dir():
+            raise DMGANError(f"{flag} {value} is a file, not a folder")
     tmp = None
+    if args.checkpoint and not args.save_images:
+        tmp = tempfile.mkdtemp(prefix="dmgan-eval-")
+    try:  # the temporary folder goes whatever fails, generation included
+        _eval(args, Path(args.save_images or tmp) if args.checkpoint else None)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _eval(args: argparse.Namespace, generated: Path | None) -> None:
+    from dmgan.evaluate import append_results, damsm_r_precision, evaluate_folder, format_table
+
     items, model = None, None
-    if args.checkpoint:
-        if not args.data:
-            raise DMGANError("--checkpoint needs --data (the dataset whose test captions to use)")
-        images = Path(args.save_images) if args.save_images else Path(
-            tmp := tempfile.mkdtemp(prefix="dmgan-eval-"))
+    if generated is not None:
+        images = generated
         items, model = _generate_for_eval(args, images)
     else:
         images = Path(args.images)
@@ -227,16 +240,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
                                      legacy_off_by_one=args.legacy_off_by_one,
                                      batch_size=args.batch_size, device=args.device)
 
-    try:
-        rows = evaluate_folder(images, metrics=args.metrics, mode_name=args.mode,
-                               inception_weights=args.inception_weights, ref_stats=args.ref_stats,
-                               real=args.real, batch_size=args.batch_size, device=args.device,
-                               splits=args.splits, cache_dir=args.cache_dir, r_precision_fn=r_fn)
-    finally:
-        if tmp:
-            import shutil
-
-            shutil.rmtree(tmp, ignore_errors=True)
+    rows = evaluate_folder(images, metrics=args.metrics, mode_name=args.mode,
+                           inception_weights=args.inception_weights, ref_stats=args.ref_stats,
+                           real=args.real, batch_size=args.batch_size, device=args.device,
+                           splits=args.splits, cache_dir=args.cache_dir, r_precision_fn=r_fn)
     print(format_table(rows))
     if args.out:
         append_results(args.out, rows)

@@ -147,14 +147,22 @@ class DMGANConfig:
         }
         if not isinstance(data, dict) or "name" not in data or "text" not in data:
             raise ConfigError("a config needs at least 'name' and 'text'")
+        if not isinstance(data["name"], str):
+            raise ConfigError("config.name must be a string")
         kwargs: dict[str, Any] = {"name": data["name"]}
         for key, kind in parts.items():
             if key not in data:
                 continue
-            known = {f.name for f in dataclasses.fields(kind)}
-            unknown = set(data[key]) - known
+            if not isinstance(data[key], dict):
+                raise ConfigError(f"config.{key} must be a mapping of fields")
+            types = {f.name: str(f.type) for f in dataclasses.fields(kind)}
+            unknown = set(data[key]) - set(types)
             if unknown:
                 raise ConfigError(f"unknown field(s) in config.{key}: {sorted(unknown)}")
+            for name, value in data[key].items():
+                if not _has_type(value, types[name]):
+                    raise ConfigError(f"config.{key}.{name} must be {types[name]}, got "
+                                      f"{value!r}")
             kwargs[key] = kind(**data[key])
         unknown = set(data) - set(parts) - {"name"}
         if unknown:
@@ -163,6 +171,18 @@ class DMGANConfig:
 
     def replace(self, **sections: Any) -> DMGANConfig:
         return validate(dataclasses.replace(self, **sections))
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    return True
 
 
 def _is_pow2(n: int) -> bool:

@@ -287,6 +287,12 @@ def _custom_entries(root: Path) -> list[dict]:
                     isinstance(c, str) for c in caps):
                 raise DataError(f"{jsonl}:{n}: expected 'image' (a path) and 'captions' "
                                 f"(a list of strings) or 'caption'")
+            image = obj["image"]
+            inside = (root / image).resolve()
+            if (Path(image).is_absolute() or ".." in Path(image).parts
+                    or not inside.is_relative_to(root.resolve())):
+                raise DataError(f"{jsonl}:{n}: image {image!r} must be a path inside the dataset "
+                                f"folder (no absolute paths, no '..')")
             split = obj.get("split")
             if split is not None and split not in SPLITS:
                 raise DataError(f"{jsonl}:{n}: split must be 'train' or 'test'")

@@ -171,6 +171,36 @@ def latest_checkpoint(run: Path, expect_preset: str) -> tuple[DMGANConfig, dict,
     return None
 
 
+def make_run_folder(path: Path, what: str = "--out") -> Path:
+    """The run/output folder, created; a clear error when a file stands in its place."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DMGANError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DMGANError(f"cannot create {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def lock_run_folder(run: Path):
+    """Hold an exclusive lock on the run folder for the life of the process (or until the
+    returned file is closed): a second training on the same folder is refused, not
+    interleaved with the first."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return None
+    handle = open(run / ".lock", "a+")  # noqa: SIM115 (held open on purpose)
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise DMGANError(f"another training is using {run} (it holds {run / '.lock'}); wait "
+                         f"for it to finish or use another --out") from None
+    return handle
+
+
 def checkpoint_name(step: int) -> str:
     return f"ckpt-{step:08d}.pt"
 

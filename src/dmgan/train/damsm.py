@@ -17,7 +17,7 @@ from dmgan.data.collate import collate
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
 from dmgan.models import build_image_encoder, build_text_encoder
-from dmgan.train.common import Clock, JsonLog, check_vocab, make_dataset
+from dmgan.train.common import Clock, JsonLog, check_vocab, make_dataset, make_run_folder
 
 
 @dataclass
@@ -94,12 +94,15 @@ def pretrain_damsm(
     train = make_dataset(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
     test = make_dataset(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
     check_vocab(cfg, train.vocab)
+    if len(train) < d.batch_size:
+        raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
+                         f"{d.batch_size}: pass --batch-size {max(2, len(train))} or less")
     text_encoder = build_text_encoder(cfg).to(dev)
     image_encoder = build_image_encoder(cfg).freeze_trunk().to(dev)
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=d.lr, betas=(0.5, 0.999))
-    out.mkdir(parents=True, exist_ok=True)
+    make_run_folder(out)
     log = JsonLog(out / "damsm-log.jsonl", True)
     clock, step, lr = Clock(minutes), 0, d.lr
     epochs = epochs if epochs is not None else d.epochs
