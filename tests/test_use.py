@@ -343,3 +343,23 @@ def test_pipeline_diffusers_style_arguments(pipe):
     assert [x.tobytes() for x in c.images] == [x.tobytes() for x in d.images]
     assert pipe.to("cpu") is pipe and pipe.device.type == "cpu"
     assert "Captions in, PIL images out" in type(pipe).__doc__
+
+
+def test_api_refuses_a_huge_body_before_reading_it(client):
+    big = b'{"caption": "' + b"a" * 200_000 + b'"}'
+    res = client.post("/api/generate", content=big, headers={"Content-Type": "application/json"})
+    assert res.status_code == 413 and "too large" in res.json()["detail"]
+
+    def chunks():  # no Content-Length: counted while it streams in
+        yield b'{"caption": "'
+        for _ in range(100):
+            yield b"a" * 10_000
+        yield b'"}'
+
+    res = client.post("/api/generate", content=chunks(),
+                      headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    assert client.get("/docs").status_code == 404  # no CDN-backed page offline
+    assert client.get("/openapi.json").status_code == 200
+    ok = client.post("/api/generate", json={"caption": "a red disk", "seed": 1})
+    assert ok.status_code == 200

@@ -55,9 +55,54 @@ class _Gate:
             self.slots.release()
 
 
+class _BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 without being read in
+    full (by its Content-Length, or while it streams in when it has none). Bodies within
+    the limit are buffered (a few KB) and handed on unchanged."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        messages, seen = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await self._refuse(send)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+        replay = iter(messages)
+
+        async def buffered():
+            return next(replay, None) or await receive()
+
+        await self.app(scope, buffered, send)
+
+    async def _refuse(self, send):
+        body = b'{"detail":"the request body is too large"}'
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
 def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int = 4,
                queue_size: int = 8) -> FastAPI:
-    app = FastAPI(title="dmgan", description="DM-GAN text-to-image")
+    # no /docs or /redoc: their pages load scripts from a CDN, which fails offline
+    # (the schema stays at /openapi.json)
+    app = FastAPI(title="dmgan", description="DM-GAN text-to-image", docs_url=None,
+                  redoc_url=None)
+    # a caption of max_chars characters (up to 4 bytes each in UTF-8) and the other fields
+    app.add_middleware(_BodyLimit, limit=4 * max_chars + 4096)
     gate = _Gate(queue_size)
 
     def check(caption: str, n: int) -> None:
