@@ -363,3 +363,21 @@ def test_api_refuses_a_huge_body_before_reading_it(client):
     assert client.get("/openapi.json").status_code == 200
     ok = client.post("/api/generate", json={"caption": "a red disk", "seed": 1})
     assert ok.status_code == 200
+
+
+def test_generate_in_chunks_gives_the_same_images(tmp_path, pipe, model_path, monkeypatch):
+    from dmgan import cli
+
+    monkeypatch.setattr(cli, "GENERATE_CHUNK", 3)
+    assert cli.main(["generate", "a red disk on the left", "-n", "7", "--seed", "5",
+                     "--checkpoint", str(model_path), "-o", str(tmp_path / "g.png")]) == 0
+    whole = pipe("a red disk on the left", seed=5, num_images=7)
+    from PIL import Image
+
+    for j in range(7):
+        got = Image.open(tmp_path / f"g_{j:03d}.png").convert("RGB")
+        assert got.tobytes() == whole.images[j].tobytes(), j
+    # a bad second caption: refused before the first caption's images are written
+    assert cli.main(["generate", "a red disk", "zebra", "--checkpoint", str(model_path),
+                     "-o", str(tmp_path / "h.png")]) == 2
+    assert not list(tmp_path.glob("h*.png"))

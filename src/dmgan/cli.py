@@ -377,31 +377,45 @@ def _warnings_to_stderr(fn):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = fn()
-    for w in caught:
-        print(f"dmgan: warning: {w.message}", file=sys.stderr)
+        try:
+            result = fn()
+        finally:
+            for message in dict.fromkeys(str(w.message) for w in caught):  # each once
+                print(f"dmgan: warning: {message}", file=sys.stderr)
     return result
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
+GENERATE_CHUNK = 32  # images per forward pass and per write: memory stays flat for any -n
 
+
+def cmd_generate(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from dmgan.viz import save_png
 
     captions = _read_captions(args)
     pipe = _pipeline(args)
-    out = _warnings_to_stderr(lambda: pipe(captions, seed=args.seed, num_images=args.n))
-    paths = _output_paths(Path(args.output), len(out.images))
-    for path, final, stages in zip(paths, out.images, out.stage_images, strict=True):
-        if args.stages:
-            size = final.size[0]
-            strip = Image.new("RGB", (size * len(stages), size), "white")
-            for k, img in enumerate(stages):
-                strip.paste(img.resize((size, size), Image.NEAREST), (k * size, 0))
-            final = strip
-        save_png(final, path)
-        print(path)
+    paths = iter(_output_paths(Path(args.output), len(captions) * args.n))
+    for caption in captions:  # every caption checked before any image is written
+        pipe.vocab.encode(caption)
+
+    def run() -> None:
+        for caption in captions:
+            for start in range(0, args.n, GENERATE_CHUNK):
+                count = min(GENERATE_CHUNK, args.n - start)
+                out = pipe(caption, seed=args.seed, num_images=count, first_image=start)
+                for final, stages in zip(out.images, out.stage_images, strict=True):
+                    if args.stages:
+                        size = final.size[0]
+                        strip = Image.new("RGB", (size * len(stages), size), "white")
+                        for k, img in enumerate(stages):
+                            strip.paste(img.resize((size, size), Image.NEAREST), (k * size, 0))
+                        final = strip
+                    path = next(paths)
+                    save_png(final, path)
+                    print(path)
+
+    _warnings_to_stderr(run)
 
 
 def cmd_explain(args: argparse.Namespace) -> None:

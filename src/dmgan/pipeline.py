@@ -93,11 +93,13 @@ class DMGANPipeline:
     def __call__(self, captions: str | list[str], *, seed: int = 0, num_images: int = 1,
                  num_images_per_prompt: int | None = None,
                  generator: torch.Generator | None = None,
-                 explain: bool = False) -> PipelineOutput:
+                 explain: bool = False, first_image: int = 0) -> PipelineOutput:
         """Image j of every caption uses noise seeded by seed + j, so a caption and a seed
         always give the same image, whatever else is in the call. With `generator` (a CPU
         torch.Generator) the noise is drawn from it instead, one draw per caption.
-        `num_images_per_prompt` is diffusers' name for `num_images`."""
+        `num_images_per_prompt` is diffusers' name for `num_images`. `first_image` numbers
+        the images from there (noise seed + first_image + j): asking for images in chunks
+        gives the same images as one call."""
         captions = [captions] if isinstance(captions, str) else list(captions)
         if not captions:
             raise CaptionError("no caption given")
@@ -108,7 +110,7 @@ class DMGANPipeline:
         dev = self.device
         z_dim = self.model.config.generator.z_dim
         noise = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed + j))
-                             for j in range(num_images)]).to(dev)
+                             for j in range(first_image, first_image + num_images)]).to(dev)
         result = PipelineOutput([], [], [], [], [])
         for caption in captions:
             if generator is not None:
