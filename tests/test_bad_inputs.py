@@ -304,3 +304,27 @@ def test_full_disk_inside_torch_save_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DMGANError, match="cannot write .*writing failed"):
         atomic_torch_save({"x": torch.zeros(3)}, path)
     assert path.read_bytes() == OLD and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_eval_numbers_that_cannot_work(files, capsys, tmp_path):
+    one = tmp_path / "one"
+    one.mkdir()
+    Image.new("RGB", (32, 32), "red").save(one / "a.png")
+    weights = str(files / "fid.pth")
+    np.savez(tmp_path / "nan.npz", mu=np.full(2048, np.nan), sigma=np.eye(2048))
+    for argv, needle in [
+        (["--images", str(one), "--metrics", "is"], "needs at least 10 images"),
+        (["--images", str(one), "--metrics", "fid", "--ref-stats", str(tmp_path / "nan.npz")],
+         "at least 2 images"),
+        (["--images", str(files / "imgs"), "--metrics", "fid", "--ref-stats",
+          str(tmp_path / "nan.npz")], "at least 2 images"),
+    ]:
+        code, err = _run(["eval", *argv, "--inception-weights", weights], capsys)
+        assert code == 2 and needle in err and "Traceback" not in err, (argv, err)
+    two = tmp_path / "two"
+    two.mkdir()
+    for k in range(2):
+        Image.new("RGB", (32, 32), (k * 100, 0, 0)).save(two / f"{k}.png")
+    code, err = _run(["eval", "--images", str(two), "--metrics", "fid", "--ref-stats",
+                      str(tmp_path / "nan.npz"), "--inception-weights", weights], capsys)
+    assert code == 2 and "NaN or infinite" in err

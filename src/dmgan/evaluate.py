@@ -177,6 +177,11 @@ def evaluate_folder(
     if unknown:
         raise DMGANError(f"unknown metric(s) {sorted(unknown)}; choose from {METRICS}")
     files = list_images(images)
+    if "fid" in metrics and len(files) < 2:
+        raise DMGANError(f"FID needs at least 2 images (a covariance), {images} has {len(files)}")
+    if "is" in metrics and len(files) < splits:
+        raise DMGANError(f"the Inception Score in {splits} splits needs at least {splits} images, "
+                         f"{images} has {len(files)} (lower --splits)")
     rows: list[dict] = []
     settings = {"images": str(images), "mode": mode_name, "batch_size": batch_size}
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -212,7 +217,10 @@ def evaluate_folder(
     if "r_precision" in metrics:
         if r_precision_fn is None:
             raise DMGANError("R-precision needs captions and the DAMSM encoders")
-        mean, std = r_precision_fn()
+        try:
+            mean, std = r_precision_fn()
+        except ValueError as exc:  # e.g. fewer images than folds
+            raise DMGANError(f"R-precision: {exc} (lower --folds)") from None
         rows.append({"metric": "r_precision", "value": mean, "std": std, "mode": "damsm",
                      "num_images": len(files), "time": now, "settings": settings})
     return rows

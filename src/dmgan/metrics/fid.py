@@ -68,4 +68,6 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise DMGANError(f"{path} is not an .npz with arrays 'mu' and 'sigma' ({exc})") from None
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
         raise DMGANError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise DMGANError(f"{path}: mu or sigma holds NaN or infinite values")
     return mu.astype(np.float64), sigma.astype(np.float64)
