@@ -328,3 +328,12 @@ def test_eval_numbers_that_cannot_work(files, capsys, tmp_path):
     code, err = _run(["eval", "--images", str(two), "--metrics", "fid", "--ref-stats",
                       str(tmp_path / "nan.npz"), "--inception-weights", weights], capsys)
     assert code == 2 and "NaN or infinite" in err
+
+
+def test_an_output_that_is_a_symlink_loop(files, capsys, tmp_path):
+    loop = tmp_path / "x.png"
+    loop.symlink_to(loop)
+    code, err = _run([GEN, "a red disk", "--checkpoint", str(files / "model.pt"), "-o",
+                      str(loop)], capsys)
+    assert code == 2 and "cannot write" in err and "Traceback" not in err
+    assert loop.is_symlink()

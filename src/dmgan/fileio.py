@@ -22,7 +22,10 @@ def _umask() -> int:
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
     path = Path(path)
-    folder = path.resolve().parent
+    try:
+        folder = path.resolve().parent
+    except (RuntimeError, OSError) as exc:  # a symlink loop (RuntimeError before Python 3.13)
+        raise DMGANError(f"cannot write {path}: {exc}") from None
     if not folder.is_dir():
         raise DMGANError(f"output folder does not exist: {folder}")
     try:
