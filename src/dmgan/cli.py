@@ -51,7 +51,13 @@ def _float_in(lo: float, hi: float | None = None, *, open_low: bool = False):
     return parse
 
 
-SEED = _int_in(0, 2**32 - 1)  # what every generator here (torch, numpy) accepts
+def SEED(text: str) -> int:  # noqa: N802 (an argparse type, named like the others)
+    """Any integer; reduced modulo 2**32 into the range every generator here accepts
+    (so -1 is 4294967295, and 2**32 + 5 is 5)."""
+    try:
+        return int(text) % 2**32
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 POSITIVE = _int_in(1)
 NON_NEGATIVE = _int_in(0)
 MINUTES = _float_in(0.0, open_low=True)
@@ -489,7 +495,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _add_train_flags(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--seed", type=SEED, default=0, help="any integer (taken modulo 2**32)")
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
     s.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     s.add_argument("--compile", action="store_true", help="torch.compile the generator")
@@ -550,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="... from the test captions of this dataset folder")
     s.add_argument("--num-images", type=POSITIVE, help="with --checkpoint: how many (default: all)")
     s.add_argument("--save-images", help="with --checkpoint: keep the images in this folder")
-    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--seed", type=SEED, default=0, help="any integer (taken modulo 2**32)")
     s.add_argument("--metrics", nargs="+", default=["fid", "is"],
                    choices=["fid", "is", "r_precision"])
     s.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "dmgan-legacy"],
@@ -578,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("captions", nargs="*", help="one or more captions")
     s.add_argument("--file", help="a text file, one caption a line")
     s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
-    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--seed", type=SEED, default=0, help="any integer (taken modulo 2**32)")
     s.add_argument("-n", type=POSITIVE, default=1, help="images per caption")
     s.add_argument("--stages", action="store_true", help="every stage's image, side by side")
     s.add_argument("-o", "--output", default="out.png", help="PNG path (numbered when several)")
@@ -589,7 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("explain", help="what the memory chose for one caption (the paper's Fig. 6)")
     s.add_argument("captions", nargs=1, metavar="caption")
     s.add_argument("--checkpoint", help="our checkpoint (default: the bundled shapes model)")
-    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--seed", type=SEED, default=0, help="any integer (taken modulo 2**32)")
     s.add_argument("-o", "--output", default="explain.png")
     s.add_argument("--device", default="cpu")
     s.add_argument("--max-chars", type=POSITIVE, default=2000, help=argparse.SUPPRESS)
@@ -633,7 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=_int_in(2),
                    help="images per step (>= 2: mismatched pairs and batch norm need two)")
-    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--seed", type=SEED, default=0, help="any integer (taken modulo 2**32)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--workers", type=NON_NEGATIVE, default=2)
     _add_set_flag(s)
@@ -665,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--oracle", help="oracle file (default: the bundled one)")
     s.add_argument("--train", action="store_true", help="train a new oracle")
     s.add_argument("--steps", type=POSITIVE, default=3000)
-    s.add_argument("--seed", type=SEED, default=1234)
+    s.add_argument("--seed", type=SEED, default=1234, help="any integer (taken modulo 2**32)")
     s.add_argument("--held-out", type=POSITIVE, default=2000)
     s.add_argument("--out", help="with --train: save the oracle here")
     s.set_defaults(func=cmd_shapes_oracle)

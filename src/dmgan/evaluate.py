@@ -177,11 +177,6 @@ def evaluate_folder(
     if unknown:
         raise DMGANError(f"unknown metric(s) {sorted(unknown)}; choose from {METRICS}")
     files = list_images(images)
-    if "fid" in metrics and len(files) < 2:
-        raise DMGANError(f"FID needs at least 2 images (a covariance), {images} has {len(files)}")
-    if "is" in metrics and len(files) < splits:
-        raise DMGANError(f"the Inception Score in {splits} splits needs at least {splits} images, "
-                         f"{images} has {len(files)} (lower --splits)")
     rows: list[dict] = []
     settings = {"images": str(images), "mode": mode_name, "batch_size": batch_size}
     now = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -201,6 +196,9 @@ def evaluate_folder(
                 mu_r, sigma_r = real_statistics(real, net, mode, weights, batch_size=batch_size,
                                                 device=device, cache_dir=cache_dir)
                 ref = str(real)
+            if len(files) < 2:
+                raise DMGANError(f"FID needs at least 2 images (a covariance), {images} has "
+                                 f"{len(files)}")
             mu, sigma = statistics(feats["pool3"])
             if mu.shape != mu_r.shape:
                 raise DMGANError(f"reference statistics have {mu_r.size} features, "
@@ -209,6 +207,9 @@ def evaluate_folder(
                          "mode": mode_name, "num_images": len(files), "time": now,
                          "settings": settings | {"reference": ref}})
         if "is" in metrics:
+            if len(files) < splits:
+                raise DMGANError(f"the Inception Score in {splits} splits needs at least "
+                                 f"{splits} images, {images} has {len(files)} (lower --splits)")
             mean, std = inception_score(feats["logits"], splits=splits)
             rows.append({"metric": "inception_score", "value": mean, "std": std,
                          "mode": mode_name, "num_images": len(files), "time": now,
