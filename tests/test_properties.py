@@ -69,3 +69,58 @@ def test_collate_stacks_whatever_the_lengths(lengths, stages):
     assert batch.captions.shape == (len(lengths), 12)
     assert batch.lengths.tolist() == lengths and batch.keys == [str(i) for i in range(len(lengths))]
     assert [x.shape[0] for x in batch.images] == [len(lengths)] * stages
+
+
+# Every numeric option of every command, with its parser: a value is either accepted (and
+# then in range) or refused as a usage error (exit 2), never a traceback.
+def _numeric_options():
+    import argparse
+
+    from dmgan.cli import build_parser
+
+    out = []
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.option_strings and callable(action.type) and action.type not in (str,):
+                out.append((name, action.option_strings[0]))
+    return out
+
+
+NUMERIC = _numeric_options()
+NUMBERS = st.one_of(st.integers(-2**70, 2**70).map(str), st.floats(allow_nan=True).map(str),
+                    st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NUMERIC), NUMBERS)
+def test_numeric_options_accept_or_refuse_cleanly(option, value):
+    import contextlib
+    import io
+
+    from dmgan.cli import build_parser
+
+    command, flag = option
+    required = {"check-released": ["--preset", "bird"],
+                "convert-released": ["--preset", "bird", "--netG", "g", "--text-encoder", "t",
+                                     "--captions", "c", "-o", "o"],
+                "export": ["--checkpoint", "c", "-o", "o"],
+                "explain": ["a red disk"],
+                "pretrain-damsm": ["--preset", "tiny", "--data", "shapes", "--out", "o"],
+                "train": ["--preset", "tiny", "--data", "shapes", "--out", "o"]}.get(command, [])
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = build_parser().parse_args([command, *required, f"{flag}={value}"])
+    except SystemExit as exc:
+        assert exc.code == 2 and "error: argument" in err.getvalue()
+        return
+    got = getattr(args, flag.lstrip("-").replace("-", "_"))
+    assert got == got  # not NaN
+    if isinstance(got, int) and flag == "--seed":
+        assert 0 <= got < 2**32
+
+
+def test_every_numeric_option_is_covered():
+    assert len(NUMERIC) >= 25
+    assert ("serve", "--port") in NUMERIC and ("train", "--batch-size") in NUMERIC
