@@ -252,7 +252,7 @@ def test_two_trainings_on_one_run_folder_are_refused(tmp_path, damsm):
         res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(run),
                      "--damsm", str(damsm), "--min-damsm-r1", "0", "--max-steps", "1",
                      "--workers", "0")
-        assert res.returncode == 2 and "another training is using" in res.stderr
+        assert res.returncode == 2 and f"another training (process {os.getpid()})" in res.stderr
     finally:
         held.close()
     with pytest.raises(DMGANError, match="another training"):

@@ -195,9 +195,16 @@ def lock_run_folder(run: Path):
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
         handle.close()
-        raise DMGANError(f"another training is using {run} (it holds {run / '.lock'}); wait "
-                         f"for it to finish or use another --out") from None
+        raise DMGANError(f"another training (process {holder}) is using {run}; wait for it to "
+                         f"finish or use another --out") from None
+    # the kernel drops the lock when its process dies: a dead holder's lock is simply taken
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
     return handle
 
 
