@@ -242,3 +242,31 @@ def test_bad_bounding_boxes_are_clear_errors(tmp_path, box, needle):
     with pytest.raises(DMGANError, match=needle):
         data = open_dataset(birds, "train", image_sizes=(64,), max_words=18)
         data[0]
+
+
+def test_bad_boxes_and_huge_images_are_skipped_under_skip_bad(tmp_path):
+    from dmgan.data.datasets import load_cub
+
+    birds = make_cub(tmp_path)
+    path = birds / "CUB_200_2011" / "bounding_boxes.txt"
+    lines = path.read_text().splitlines()
+    lines[0] = "1 nan 8 60 40"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="skipped 1 of 3"):
+        records, _ = load_cub(birds, "train", skip_bad=True)
+    assert len(records) == 2
+    # an image over the pixel limit: the sample is skipped, the next one served
+    from PIL import Image
+
+    from dmgan import imageio
+
+    Image.new("RGB", (300, 300)).save(records[0].image)  # 90,000 pixels, the others ~12,000
+    data = open_dataset(birds, "train", image_sizes=(64,), max_words=18, skip_bad=True)
+    old = imageio.MAX_PIXELS
+    try:
+        imageio.MAX_PIXELS = 50_000  # the limit is a setting of dmgan.imageio
+        with pytest.warns(UserWarning, match="refused image"):
+            sample = data[0]
+        assert sample.key == records[1].key
+    finally:
+        imageio.MAX_PIXELS = old

@@ -261,3 +261,24 @@ def test_two_trainings_on_one_run_folder_are_refused(tmp_path, damsm):
             lock_run_folder(run)
     first.close()
     assert train_gan(tiny_config(), _opts(run, damsm, max_steps=1)).step == 1
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"ckpt_every": 0}, "ckpt_every must be >= 1"), ({"keep": 0}, "keep must be >= 1"),
+    ({"minutes": 0.0}, "minutes must be a number > 0"), ({"max_steps": -5}, "max_steps"),
+    ({"workers": -1}, "workers"), ({"minutes": float("nan")}, "minutes"),
+])
+def test_training_options_are_checked_for_library_callers(tmp_path, bad, message):
+    from dmgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TrainOptions(data="shapes", out=tmp_path, **bad)
+    assert TrainOptions(data="shapes", out=tmp_path, seed=-1).seed == 2**32 - 1
+
+
+def test_batch_size_one_is_refused_with_the_reason():
+    from dmgan.config import override
+    from dmgan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="batch norm needs two images"):
+        override(tiny_config(), ["train.batch_size=1"])

@@ -381,3 +381,21 @@ def test_generate_in_chunks_gives_the_same_images(tmp_path, pipe, model_path, mo
     assert cli.main(["generate", "a red disk", "zebra", "--checkpoint", str(model_path),
                      "-o", str(tmp_path / "h.png")]) == 2
     assert not list(tmp_path.glob("h*.png"))
+
+
+def test_a_50_mb_body_is_refused_after_reading_only_the_limit(client):
+    """Streamed without a Content-Length: the server stops reading at its limit."""
+    sent = {"chunks": 0}
+
+    def fifty_mb():
+        yield b'{"caption": "'
+        for _ in range(50):
+            sent["chunks"] += 1
+            yield b"a" * (1 << 20)
+        yield b'"}'
+
+    res = client.post("/api/generate", content=fifty_mb(),
+                      headers={"Content-Type": "application/json"})
+    assert res.status_code == 413
+    # the client may buffer a chunk or two ahead; the server never asked for the rest
+    assert sent["chunks"] <= 3

@@ -206,7 +206,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (g.res_blocks >= 0, "generator.res_blocks must be >= 0"),
         (g.mask_mode in MASK_MODES, f"generator.mask_mode must be one of {MASK_MODES}"),
         (d.df_dim > 0, "discriminator.df_dim must be > 0"),
-        (tr.batch_size > 0, "train.batch_size must be > 0"),
+        (tr.batch_size >= 2, "train.batch_size must be >= 2 (batch norm needs two images, and "
+                             "so do the mismatched pairs)"),
         (tr.d_steps >= 1, "train.d_steps must be >= 1"),
         (cfg.loss.adversarial in ADVERSARIAL, f"loss.adversarial must be one of {ADVERSARIAL}"),
         (cfg.loss.ma_gp_weight >= 0 and cfg.loss.ma_gp_power > 0,
@@ -216,7 +217,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
-        (cfg.damsm.batch_size > 0, "damsm.batch_size must be > 0"),
+        (cfg.damsm.batch_size >= 2, "damsm.batch_size must be >= 2 (each caption is told apart "
+                                    "from the batch's other images)"),
         (0.0 <= cfg.data.shapes_background_phrase <= 1.0,
          "data.shapes_background_phrase must be in [0, 1]"),
         (cfg.damsm.image_encoder in ("inception", "cnn"),

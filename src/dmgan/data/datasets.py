@@ -184,7 +184,8 @@ def _released_captions(root: Path, cpi: int, names: dict[str, list[str]],
     return caps
 
 
-def _bboxes(cub: Path) -> dict[str, tuple[float, float, float, float]]:
+def _bboxes(cub: Path) -> dict[str, tuple[float, float, float, float] | str]:
+    """Key -> box (x, y, w, h), or -> the problem with its line (skipped under skip_bad)."""
     paths = {}
     for line in _need(cub / "images.txt", "CUB file").read_text().splitlines():
         if line.strip():
@@ -202,10 +203,12 @@ def _bboxes(cub: Path) -> dict[str, tuple[float, float, float, float]]:
             raise DataError(f"{bbox_file}:{n}: expected 'id x y w h'") from None
         if len(box) != 4 or img_id not in paths:
             raise DataError(f"{bbox_file}:{n}: expected 'id x y w h' for an id of images.txt")
+        key = paths[img_id].rsplit(".", 1)[0]
         if not all(math.isfinite(v) for v in box) or box[2] <= 0 or box[3] <= 0:
-            raise DataError(f"{bbox_file}:{n}: a box needs finite numbers and a positive width "
-                            f"and height, got {' '.join(parts[1:5])}")
-        boxes[paths[img_id].rsplit(".", 1)[0]] = box
+            boxes[key] = (f"{bbox_file}:{n}: a box needs finite numbers and a positive width "
+                          f"and height, got {' '.join(parts[1:5])}")
+            continue
+        boxes[key] = box
     return boxes
 
 
@@ -236,6 +239,8 @@ def _released(root: str | Path, split: str, *, cpi: int, kind: str,
             problem = f"image not found: {path}"
         elif kind == "cub" and key not in boxes:
             problem = f"no bounding box for {key} in bounding_boxes.txt"
+        elif isinstance(boxes.get(key), str):
+            problem = boxes[key]
         elif not mine:
             problem = f"no usable caption for {key}"
         if problem:

@@ -175,8 +175,14 @@ def _check_plain(obj: Any, budget: int) -> None:
             stack.extend((y, depth + 1) for kv in x.items() for y in kv)
 
 
+MAX_PICKLE_BYTES = 1 << 30  # a captions.pickle of COCO is about 30 MB
+
+
 def safe_unpickle(data: bytes, *, source: str = "pickle") -> Any:
     """Unpickle plain data only (Python 2 protocol-2 files included; their str as latin-1)."""
+    if len(data) > MAX_PICKLE_BYTES:
+        raise DMGANError(f"{source}: refused: {len(data)} bytes is more than a captions file "
+                         f"needs ({MAX_PICKLE_BYTES} at most)")
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
         _check_plain(obj, budget=2 * len(data) + 1000)

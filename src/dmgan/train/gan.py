@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from dmgan.checkpoint import save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
-from dmgan.errors import DMGANError
+from dmgan.errors import ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.losses.adversarial import hardest_other_sentence
 from dmgan.models import build_discriminators, build_generator
@@ -76,6 +76,26 @@ class TrainOptions:
     inception_weights: str | None = None  # FID at snapshots (CUB/COCO-style data)
     min_damsm_r1: float = 0.5  # refuse DAMSM encoders whose test R@1 is below this
     min_steps: int | None = None  # warn early when the time budget cannot reach this many steps
+
+    def __post_init__(self) -> None:
+        """The same checks as the command line's, for callers of the library."""
+        self.seed %= 2**32  # any integer, reduced into every generator's range
+        checks = [
+            (self.max_steps is None or self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.minutes is None or (math.isfinite(self.minutes) and self.minutes > 0),
+             "minutes must be a number > 0"),
+            (self.workers >= 0, "workers must be >= 0"),
+            (min(self.log_every, self.sample_every, self.ckpt_every) >= 1,
+             "log_every, sample_every and ckpt_every must be >= 1"),
+            (self.keep >= 1, "keep must be >= 1 (the last checkpoint is always kept)"),
+            (self.eval_every is None or self.eval_every >= 0, "eval_every must be >= 0"),
+            (self.eval_captions >= 1, "eval_captions must be >= 1"),
+            (0.0 <= self.min_damsm_r1 <= 1.0, "min_damsm_r1 must be in [0, 1]"),
+            (self.min_steps is None or self.min_steps >= 1, "min_steps must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"training options: {message}")
     extra: dict = field(default_factory=dict)
 
 
