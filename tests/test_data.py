@@ -270,3 +270,20 @@ def test_bad_boxes_and_huge_images_are_skipped_under_skip_bad(tmp_path):
         assert sample.key == records[1].key
     finally:
         imageio.MAX_PIXELS = old
+
+
+def test_damsm_data_smaller_than_a_batch_is_refused(tmp_path):
+    import dataclasses
+
+    from dmgan import preset
+    from dmgan.data.datasets import load_cub
+    from dmgan.train.damsm import pretrain_damsm
+
+    birds = make_cub(tmp_path)
+    _, vocab = load_cub(birds, "train")
+    cfg = preset("tiny")
+    cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=len(vocab),
+                                               captions_per_image=10),
+                      damsm=dataclasses.replace(cfg.damsm, batch_size=8))
+    with pytest.raises(DMGANError, match="cannot fill one DAMSM batch of 8"):
+        pretrain_damsm(cfg, data=str(birds), out=tmp_path / "d", max_steps=2)
