@@ -113,3 +113,23 @@ def load_network(module: nn.Module, payload: Mapping[str, Any], name: str, path:
             raise CheckpointError(f"checkpoint {path}: '{name}.{key}' holds NaN or infinite "
                                   f"values (a diverged training run?)")
     module.load_state_dict(state)
+
+
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note: str = "",
+                 scores: dict | None = None, half: bool = False) -> None:
+    """A training checkpoint -> a small inference file (EMA generator, text encoder,
+    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are."""
+    cfg, payload = load_checkpoint(checkpoint)
+    nets = payload.get("networks", {})
+    gen = "generator_ema" if "generator_ema" in nets else "generator"
+    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
+        raise CheckpointError(f"{checkpoint} lacks a generator, text encoder or vocabulary")
+
+    def cast(state):
+        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
+
+    extra = {"scores": scores} if scores else {}
+    save_checkpoint(out, config=cfg,
+                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
+                    vocab=payload["vocab"], trained_steps=payload.get("step"), provenance=note,
+                    **extra)

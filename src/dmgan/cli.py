@@ -476,7 +476,7 @@ def cmd_convert_released(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     """A training checkpoint -> a small inference checkpoint (EMA generator, text encoder,
     vocabulary), optionally in half precision."""
-    from dmgan.train.demo import export_model
+    from dmgan.checkpoint import export_model
 
     export_model(Path(args.checkpoint), Path(args.output), note=args.note or "", half=args.half)
     print(f"wrote {args.output}")

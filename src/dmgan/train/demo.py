@@ -79,6 +79,8 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
                           **judge_run(cfg, best, text_encoder, n=opts.judge, seed=opts.seed,
                                       live=False)}
     chosen = best if best.is_file() else result.last_checkpoint
+    from dmgan.checkpoint import export_model
+
     export_model(chosen, run / "model.pt",
                  note=f"dmgan demo --minutes {opts.minutes:g} (memory={cfg.generator.memory}); "
                       f"{chosen.name}",
@@ -89,29 +91,6 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
                              f"{MIN_GAN_STEPS} to learn): the machine was slow or busy")
     atomic_write_text(run / "report.json", json.dumps(report, indent=2))
     return report
-
-
-def export_model(checkpoint: Path, out: Path, *, note: str = "", scores: dict | None = None,
-                 half: bool = False) -> None:
-    """A training checkpoint -> a small inference file (EMA generator, text encoder,
-    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are."""
-    from dmgan.checkpoint import load_checkpoint, save_checkpoint
-    from dmgan.errors import DMGANError
-
-    cfg, payload = load_checkpoint(checkpoint)
-    nets = payload.get("networks", {})
-    gen = "generator_ema" if "generator_ema" in nets else "generator"
-    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
-        raise DMGANError(f"{checkpoint} lacks a generator, text encoder or vocabulary")
-
-    def cast(state):
-        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
-
-    extra = {"scores": scores} if scores else {}
-    save_checkpoint(out, config=cfg,
-                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
-                    vocab=payload["vocab"], trained_steps=payload.get("step"), provenance=note,
-                    **extra)
 
 
 def judge_run(cfg: DMGANConfig, checkpoint: Path, text_encoder, *, n: int, seed: int,
