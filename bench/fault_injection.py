@@ -62,8 +62,8 @@ def main() -> None:
     import torch
 
     from dmgan.checkpoint import load_checkpoint
-    from dmgan.train.common import checkpoints
     from dmgan.train.damsm import pretrain_damsm
+    from dmgan.train.runs import checkpoints
 
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:

@@ -66,9 +66,9 @@ def judge(run: Path, args: argparse.Namespace) -> dict:
 
     from dmgan.checkpoint import load_checkpoint
     from dmgan.models import build_generator
-    from dmgan.train.common import checkpoints
     from dmgan.train.damsm import load_damsm
     from dmgan.train.report import shapes_accuracy
+    from dmgan.train.runs import checkpoints
 
     torch.set_num_threads(args.threads)
     cfg, payload = load_checkpoint(checkpoints(run)[0])

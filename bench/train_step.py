@@ -39,8 +39,8 @@ def main() -> None:
 
     from dmgan import build_discriminators, build_generator, preset
     from dmgan.models import build_image_encoder, build_text_encoder
-    from dmgan.train.common import Runtime
     from dmgan.train.gan import EMA, GANParts, train_step
+    from dmgan.train.runtime import Runtime
 
     torch.manual_seed(0)
     dev = torch.device(args.device)

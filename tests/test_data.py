@@ -287,3 +287,42 @@ def test_damsm_data_smaller_than_a_batch_is_refused(tmp_path):
                       damsm=dataclasses.replace(cfg.damsm, batch_size=8))
     with pytest.raises(DMGANError, match="cannot fill one DAMSM batch of 8"):
         pretrain_damsm(cfg, data=str(birds), out=tmp_path / "d", max_steps=2)
+
+
+def test_the_run_long_loader_follows_the_epoch_in_persistent_workers():
+    """One DataLoader for a run: its worker outlives the epoch, and every sample it gives
+    is the one the dataset gives for that epoch (contrast captions are drawn per epoch)."""
+    from dmgan.data.loader import epoch_batches, epoch_loader
+    from dmgan.data.shapes import ShapesDataset
+
+    def fresh():
+        return ShapesDataset(length=24, contrast=True, image_sizes=(16,), cache_images=True)
+
+    order, loader = epoch_loader(fresh(), 8, seed=3, workers=1)
+    assert loader.persistent_workers
+    direct = fresh()
+    for epoch, first in ((0, 1), (1, 0), (2, 2)):
+        order.start(epoch, first)
+        got = list(loader)
+        expect = epoch_batches(24, 8, epoch, 3)[first:]
+        assert len(got) == len(expect)
+        direct.set_epoch(epoch)
+        for batch, idx in zip(got, expect, strict=True):
+            want = [direct[i] for i in idx]
+            assert batch.keys == [w.key for w in want]
+            for k, w in enumerate(want):
+                n = w.negative_length
+                assert torch.equal(batch.negatives[k][:n], w.negative[:n])
+                assert torch.equal(batch.images[0][k], w.images[0])
+
+
+def test_shapes_cache_gives_the_same_images_and_stops_at_its_budget(monkeypatch):
+    from dmgan.data import shapes
+
+    plain = shapes.ShapesDataset(length=10, image_sizes=(16, 32))
+    cached = shapes.ShapesDataset(length=10, image_sizes=(16, 32), cache_images=True)
+    monkeypatch.setattr(shapes, "CACHE_BYTES", 3 * (16 * 16 + 32 * 32) * 3)
+    for _ in range(2):  # drawn, then read back
+        for i in range(10):
+            assert all(torch.equal(a, b) for a, b in zip(plain[i].images, cached[i].images, strict=True))
+    assert len(cached._cache) == 3

@@ -93,7 +93,6 @@ def _worker(rank: int, world: int, port: int, out: str, damsm: str) -> None:
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from dmgan.models import build_discriminators, build_generator
     from dmgan.train import gan
 
     seen = {}
@@ -108,14 +107,21 @@ def _worker(rank: int, world: int, port: int, out: str, damsm: str) -> None:
         return seen["d"]
 
     gan.build_generator, gan.build_discriminators = keep_g, keep_d
+    import contextlib
+
+    from dmgan.train.runtime import Runtime, mean_across_ranks
+
     try:
-        gan.train_gan(tiny_config(), _opts(Path(out) / "run", Path(damsm), max_steps=3, device="cpu"))
+        with open(Path(out) / f"stdout{rank}.txt", "w") as f, contextlib.redirect_stdout(f):
+            gan.train_gan(tiny_config(), _opts(Path(out) / "run", Path(damsm), max_steps=3,
+                                               device="cpu", log_every=1))
     finally:
         gan.build_generator, gan.build_discriminators = real_build_g, real_build_d
-    torch.save({"g": seen["g"].state_dict(), "d": seen["d"].state_dict()},
-               Path(out) / f"rank{rank}.pt")
+    mean = mean_across_ranks({"x": torch.tensor(float(rank)), "y": torch.tensor(2.0 * rank)},
+                             Runtime(torch.device("cpu"), rank, world))
+    torch.save({"g": seen["g"].state_dict(), "d": seen["d"].state_dict(),
+                "mean": {k: float(v) for k, v in mean.items()}}, Path(out) / f"rank{rank}.pt")
     dist.destroy_process_group()
-    assert build_generator and build_discriminators
 
 
 @pytest.mark.slow  # a whole run (README quick tests leave it out)
@@ -128,6 +134,10 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path, damsm):
         for key, value in r0[part].items():
             assert torch.equal(value, r1[part][key]), (part, key)
     assert (tmp_path / "run" / "ckpt-00000003.pt").is_file()  # rank 0 saved
+    # rank 0 alone reports; logged statistics are means over the processes
+    assert "step 3" in (tmp_path / "stdout0.txt").read_text()
+    assert (tmp_path / "stdout1.txt").read_text() == ""
+    assert r0["mean"] == r1["mean"] == {"x": 0.5, "y": 1.0}
 
 
 def _dmgan(*args):
@@ -237,13 +247,29 @@ def test_resume_refuses_other_settings(tmp_path, damsm):
     assert "Traceback" not in res.stderr
     assert train_gan(tiny_config(), _opts(run, damsm, max_steps=3, resume=True)).step == 3
     _, payload = load_checkpoint(run / "ckpt-00000003.pt")
-    assert payload["run_settings"] == {"seed": 0, "data": "shapes", "world_size": 1}
+    assert payload["options"]["seed"] == 0 and payload["options"]["data"] == "shapes"
+    assert payload["options"]["world_size"] == 1 and "minutes" not in payload["options"]
     assert "grad_scaler" in payload
+    with pytest.raises(DMGANError, match=r"amp 'off' -> 'bf16'"):  # any option, named
+        train_gan(tiny_config(), _opts(run, damsm, max_steps=4, resume=True, amp="bf16"))
+    # budgets, logging, loading and the device may change
+    assert train_gan(tiny_config(), _opts(run, damsm, max_steps=4, resume=True, workers=1,
+                                          log_every=1, keep=2, device="cpu")).step == 4
+
+
+def test_training_options_round_trip_through_config_json(tmp_path, damsm):
+    import json
+
+    opts = _opts(tmp_path / "r", damsm, max_steps=1, amp="off", threads=1, extra={"a": 1})
+    train_gan(tiny_config(), opts)
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())["options"]
+    assert TrainOptions.from_dict(stored) == opts
+    assert stored["threads"] == 1 and stored["out"] == str(tmp_path / "r")
 
 
 def test_two_trainings_on_one_run_folder_are_refused(tmp_path, damsm):
     from dmgan import DMGANError
-    from dmgan.train.common import lock_run_folder
+    from dmgan.train.runs import lock_run_folder
 
     run = tmp_path / "r"
     run.mkdir()

@@ -223,6 +223,9 @@ def contrast_scene(scene: Scene, rng: np.random.Generator) -> Scene:
     return Scene(tuple(objs), bg)
 
 
+CACHE_BYTES = 1 << 30  # per dataset object (each data-loader worker holds its own)
+
+
 def class_id(scene: Scene) -> int:
     """Scenes with the same attributes share a class (DAMSM negatives skip them)."""
     key = repr(scene.as_dict()).encode()
@@ -243,11 +246,15 @@ class ShapesDataset(Dataset):
         seed: int = 0,
         background_phrase: float = 1.0,
         contrast: bool = False,
+        cache_images: bool = False,
     ):
         """background_phrase: the share of captions that name the background (the rest
         leave it out; 1.0 draws no extra random number, so captions stay as they were).
         contrast: every sample also carries a contrast caption (`contrast_scene`), worded
-        like its own caption, as a hard negative."""
+        like its own caption, as a hard negative.
+        cache_images: keep each sample's rendered images (uint8, every size) in memory, up
+        to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
+        the seed, split and index)."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.split, self.length, self.seed = split, length, seed
@@ -256,6 +263,9 @@ class ShapesDataset(Dataset):
             raise ValueError(f"background_phrase must be in [0, 1], got {background_phrase}")
         self.background_phrase = background_phrase
         self.contrast = contrast
+        self.cache_images = cache_images
+        self._cache: dict[int, list[np.ndarray]] = {}
+        self._cache_bytes = 0
         self.vocab = vocabulary()
         self.epoch = 0
 
@@ -283,13 +293,28 @@ class ShapesDataset(Dataset):
             negative = describe(contrast_scene(scene, pick), wording, name_background=named)
         return scene, caption, rng, named, negative
 
+    def _images(self, index: int, scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
+        """The sample's images (uint8, H x W x 3) at every size, drawn or from the cache."""
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
+        img = render(scene, self.image_sizes[-1], rng)
+        arrays = [np.asarray(img if s == self.image_sizes[-1]
+                             else img.resize((s, s), Image.BILINEAR), dtype=np.uint8)
+                  for s in self.image_sizes]
+        size = sum(a.nbytes for a in arrays)
+        if self.cache_images and self._cache_bytes + size <= CACHE_BYTES:
+            for a in arrays:
+                a.flags.writeable = False  # shared by every later read
+            self._cache[index] = arrays
+            self._cache_bytes += size
+        return arrays
+
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(index)
         scene, caption, rng, named, negative = self._draw(index)
-        img = render(scene, self.image_sizes[-1], rng)
-        images = [to_tensor(img if s == self.image_sizes[-1] else img.resize((s, s), Image.BILINEAR))
-                  for s in self.image_sizes]
+        images = [to_tensor(a) for a in self._images(index, scene, rng)]
         ids = self.vocab.encode_tokens(tokenize(caption)).ids
         words, length = fit_caption(ids, self.max_words,
                                     np.random.default_rng([self.seed, self.epoch, index]))

@@ -9,15 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
+from dmgan.data.loader import epoch_loader
+from dmgan.data.open import check_vocab, open_data
+from dmgan.device import configure_threads, resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
 from dmgan.models import build_image_encoder, build_text_encoder
-from dmgan.train.common import Clock, JsonLog, check_vocab, make_dataset, make_run_folder
+from dmgan.train.runs import Clock, JsonLog, make_run_folder
 
 
 @dataclass
@@ -79,8 +81,9 @@ def pretrain_damsm(
     minutes: float | None = None,
     max_steps: int | None = None,
     seed: int = 0,
-    device: str = "cpu",
+    device: str = "auto",
     workers: int = 0,
+    threads: int | None = None,
     log_every: int = 50,
     target_r1: float | None = None,
     check_every: int = 200,
@@ -88,11 +91,14 @@ def pretrain_damsm(
     """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1`) until
     the test R@1, measured every `check_every` steps on 500 test samples, reaches it."""
     torch.manual_seed(seed)
-    dev = torch.device(device)
+    dev = resolve_device(device)
+    n_threads, why = configure_threads(threads)
+    print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
+          flush=True)
     d = cfg.damsm
     sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
-    train = make_dataset(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
-    test = make_dataset(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
+    train = open_data(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
+    test = open_data(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
     check_vocab(cfg, train.vocab)
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
@@ -107,11 +113,10 @@ def pretrain_damsm(
     clock, step, lr = Clock(minutes), 0, d.lr
     epochs = epochs if epochs is not None else d.epochs
     done = False
+    order, loader = epoch_loader(train, d.batch_size, seed=seed * 7919, workers=workers,
+                                 pin_memory=dev.type == "cuda")
     for epoch in range(epochs):
-        train.set_epoch(epoch)
-        g = torch.Generator().manual_seed(seed * 7919 + epoch)
-        loader = DataLoader(train, batch_size=d.batch_size, shuffle=True, generator=g,
-                            drop_last=True, collate_fn=collate, num_workers=workers)
+        order.start(epoch)
         text_encoder.train()
         image_encoder.train()
         t0 = time.perf_counter()

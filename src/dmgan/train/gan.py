@@ -7,43 +7,45 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 
 from dmgan.checkpoint import save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
+from dmgan.data.loader import epoch_loader
+from dmgan.data.open import check_vocab, open_data
+from dmgan.device import configure_threads
 from dmgan.errors import ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.losses.adversarial import hardest_other_sentence
 from dmgan.models import build_discriminators, build_generator
-from dmgan.train.common import (
+from dmgan.train.damsm import load_damsm
+from dmgan.train.runs import (
     Clock,
     JsonLog,
-    Runtime,
-    autocast,
-    average_gradients,
-    broadcast_state,
-    check_amp,
     check_resume,
-    check_vocab,
     checkpoint_name,
-    epoch_batches,
     latest_checkpoint,
     lock_run_folder,
-    make_dataset,
     make_run_folder,
     remove_stale_temporaries,
     rng_state,
     save_run_checkpoint,
     set_rng_state,
-    setup_runtime,
     write_config,
 )
-from dmgan.train.damsm import load_damsm
+from dmgan.train.runtime import (
+    Runtime,
+    autocast,
+    average_gradients,
+    broadcast_state,
+    check_amp,
+    mean_across_ranks,
+    setup_runtime,
+)
 from dmgan.train.snapshot_eval import SnapshotEvaluator
 
 
@@ -92,11 +94,51 @@ class TrainOptions:
             (self.eval_captions >= 1, "eval_captions must be >= 1"),
             (0.0 <= self.min_damsm_r1 <= 1.0, "min_damsm_r1 must be in [0, 1]"),
             (self.min_steps is None or self.min_steps >= 1, "min_steps must be >= 1"),
+            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"training options: {message}")
+    threads: int | None = None  # CPU threads (None: OMP_NUM_THREADS, else the cores, capped)
     extra: dict = field(default_factory=dict)
+
+    # What may differ when a run is resumed: budgets, logging, data loading and the device.
+    # Every other option defines the run, and a resume that contradicts it is refused.
+    RESUMABLE = frozenset({
+        "out", "resume", "minutes", "max_steps", "stop_at_step", "min_steps", "workers",
+        "threads", "device", "log_every", "sample_every", "ckpt_every", "keep", "samples",
+        "progress", "tensorboard", "eval_every", "min_damsm_r1",
+    })
+
+    def to_dict(self) -> dict:
+        """A JSON-able record (paths as strings) that from_dict turns back into these options."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, record: dict) -> TrainOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(record) - known)
+        if unknown:
+            raise ConfigError(f"training options: unknown option(s) {', '.join(unknown)}")
+        values = dict(record)
+        for name in ("out", "damsm"):
+            if values.get(name) is not None:
+                values[name] = Path(values[name])
+        return cls(**values)
+
+    def identity(self, world_size: int) -> dict:
+        """The options that define the run (what a resume must agree with), with the data
+        and DAMSM named by their resolved paths, and the number of processes."""
+        record = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
+        if self.data != "shapes":
+            record["data"] = str(Path(self.data).resolve())
+        if self.damsm is not None:
+            record["damsm"] = str(Path(self.damsm).resolve())
+        return record | {"world_size": world_size}
 
 
 @dataclass
@@ -239,6 +281,10 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
 
 def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> TrainResult:
     dev = rt.device
+    threads, why = configure_threads(opts.threads)
+    if rt.main:
+        print(f"device {dev}; {threads} CPU threads ({why}); {opts.workers} data workers"
+              + (f"; {rt.world} processes" if rt.world > 1 else ""), flush=True)
     # channels_last measured faster for a whole training step on a 2-core CPU too (bird batch
     # 10: 12.4 s vs 16.1 s; shapes batch 32: 119-126 vs 108 images/s; bench/train_step.py).
     fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
@@ -251,8 +297,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
 
     # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
     torch.manual_seed(opts.seed)
-    train = make_dataset(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
-    test = make_dataset(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
+    train = open_data(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
+    test = open_data(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
     check_vocab(cfg, train.vocab)
     if opts.damsm is None:
         raise DMGANError("training needs the DAMSM encoders: pass --damsm (see dmgan pretrain-damsm)")
@@ -274,11 +320,12 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
     step, epoch, batch_in_epoch = 0, 0, 0
 
-    data_id = opts.data if opts.data == "shapes" else str(Path(opts.data).resolve())
-    run_settings = {"seed": opts.seed, "data": data_id, "world_size": rt.world}
+    identity = opts.identity(rt.world)
     if found is not None:
         stored_cfg, payload, path = found
-        check_resume(run, stored_cfg, cfg, payload.get("run_settings"), run_settings)
+        # checkpoints before the options record held only seed, data and processes
+        check_resume(run, stored_cfg, cfg, payload.get("options") or payload.get("run_settings"),
+                     identity)
         if rt.main:
             remove_stale_temporaries(run)
         nets = payload["networks"]
@@ -301,8 +348,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
                    image_encoder=image_encoder, scaler=scaler)
     if rt.main:
-        write_config(run, cfg, {"options": {k: str(v) for k, v in vars(opts).items()},
-                                "world_size": rt.world, "device": str(dev)})
+        write_config(run, cfg, {"options": opts.to_dict(), "world_size": rt.world,
+                                "device": str(dev), "threads": threads})
     log = JsonLog(run / "log.jsonl", rt.main)
     sample_batch, sample_noise = _sample_inputs(test, opts.samples, cfg, opts.seed)
     writer = _tensorboard(run, opts.tensorboard and rt.main)
@@ -329,7 +376,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
                            **{f"discriminator{i}": o.state_dict() for i, o in enumerate(opt_ds)}},
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
-            "kind": "dmgan-train", "run_settings": run_settings, "grad_scaler": scaler.state_dict(),
+            "kind": "dmgan-train", "options": identity, "grad_scaler": scaler.state_dict(),
         }
 
     def snapshot() -> Path:
@@ -343,15 +390,13 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
         return (opts.max_steps is not None and step >= opts.max_steps) or clock.out_of_time() or (
             epoch >= tr.epochs)
 
+    # one loader for the whole run: its workers persist across epochs (the batch order
+    # says which epoch each sample belongs to, for the data's per-epoch draws)
+    order, loader = epoch_loader(train, tr.batch_size, seed=opts.seed, rank=rt.rank,
+                                 world=rt.world, workers=opts.workers,
+                                 pin_memory=dev.type == "cuda")
     while not finished():
-        train.set_epoch(epoch)
-        batches = epoch_batches(len(train), tr.batch_size, epoch, opts.seed, rt)
-        loader = DataLoader(train, batch_sampler=batches[batch_in_epoch:], collate_fn=collate,
-                            num_workers=opts.workers, pin_memory=dev.type == "cuda",
-                            persistent_workers=False,
-                            # its own generator: creating an iterator must not draw from the
-                            # global RNG, or a resumed run would diverge
-                            generator=torch.Generator().manual_seed(opts.seed + epoch))
+        order.start(epoch, batch_in_epoch)
         for batch in loader:
             # --- phase: fetch data ---------------------------------------------------
             real = [x.to(dev, non_blocking=True).contiguous(memory_format=fmt) for x in batch.images]
@@ -372,9 +417,10 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
             if step % opts.log_every == 0 or finished():
                 n = n_summed
                 rate = seen / (time.perf_counter() - t_log)
+                means = mean_across_ranks(sums, rt)  # every rank joins; rank 0 writes
                 record = {"step": step, "epoch": epoch, "images_per_s": round(rate, 2),
                           "elapsed_s": round(clock.elapsed(), 1),
-                          **{k: round(float(v) / n, 5) for k, v in sums.items()}}
+                          **{k: round(float(v) / n, 5) for k, v in means.items()}}
                 _check_finite(record, step, run, last_ckpt)
                 log.write(record)
                 if writer:

@@ -1,134 +1,23 @@
-"""What both training loops share: device and distributed setup, data, mixed precision,
-RNG state, run folders and their checkpoints."""
+"""A run folder: its lock, its checkpoints (names, temporaries, the newest that loads, the
+ones kept), what a resume must agree with, its JSON-lines logs and config.json, the RNG
+state a checkpoint carries, and the wall-clock budget."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from dmgan.checkpoint import load_checkpoint, save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.errors import CheckpointError, DMGANError, PresetMismatchError, ResumeMismatchError
 from dmgan.fileio import atomic_write_text
-
-SHAPES_TRAIN, SHAPES_TEST = 50_000, 1_000
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_runtime(device: str = "auto") -> Runtime:
-    """Device, and the process group when launched by torchrun (NCCL on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DMGANError("--device cuda asked for, but no CUDA device is available")
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, rank, world)
-
-
-def average_gradients(params, rt: Runtime) -> None:
-    """All-reduce (mean) the gradients of `params` across processes, in one flat buffer."""
-    if rt.world == 1:
-        return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= rt.world
-    offset = 0
-    for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
-        offset += g.numel()
-
-
-def broadcast_state(module: torch.nn.Module, rt: Runtime, *, buffers_only: bool = False) -> None:
-    """Rank 0's parameters and buffers (or buffers only: each step) to every process."""
-    if rt.world == 1:
-        return
-    params = [] if buffers_only else list(module.parameters())
-    for t in params + list(module.buffers()):
-        dist.broadcast(t.data, 0)
-
-
-def autocast(rt: Runtime, amp: str):
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=rt.device.type, dtype=dtype)
-
-
-def check_amp(amp: str, rt: Runtime) -> None:
-    if amp not in ("off", "bf16", "fp16"):
-        raise DMGANError(f"--amp must be off, bf16 or fp16, got {amp!r}")
-    if amp == "fp16" and rt.device.type != "cuda":
-        raise DMGANError("--amp fp16 needs a CUDA device; use bf16 or off on CPU")
-    if amp == "bf16" and rt.device.type == "cpu":
-        warnings.warn("bf16 on this CPU is emulated and slower than fp32 (no bf16 units); "
-                      "it is the fast path on a GPU", stacklevel=2)
-
-
-def make_dataset(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
-                 image_sizes: tuple[int, ...] | None = None):
-    """`data` = "shapes" (built in) or a dataset folder (CUB, COCO or custom layout)."""
-    from dmgan.data.datasets import open_dataset
-    from dmgan.data.shapes import ShapesDataset
-
-    sizes = image_sizes or cfg.generator.image_sizes
-    if data == "shapes":
-        return ShapesDataset(split=split, length=SHAPES_TRAIN if split == "train" else SHAPES_TEST,
-                             image_sizes=sizes, max_words=max_words, seed=seed,
-                             background_phrase=cfg.data.shapes_background_phrase,
-                             contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives)
-    if not Path(data).exists():
-        raise DMGANError(f"data folder not found: {data} (or use --data shapes)")
-    return open_dataset(data, split, image_sizes=sizes, max_words=max_words, seed=seed,
-                        captions_per_image=cfg.text.captions_per_image)
-
-
-def check_vocab(cfg: DMGANConfig, vocab) -> None:
-    if len(vocab) != cfg.text.vocab_size:
-        raise DMGANError(f"the data's vocabulary has {len(vocab)} words but preset '{cfg.name}' "
-                         f"expects {cfg.text.vocab_size}: pass --vocab-size {len(vocab)} "
-                         f"(or the matching preset)")
-
-
-def epoch_batches(n: int, batch: int, epoch: int, seed: int, rt: Runtime) -> list[list[int]]:
-    """This process's batches of one epoch: a seeded permutation, sharded, last partial dropped."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=g).tolist()
-    per = batch * rt.world
-    usable = (n // per) * per
-    if usable == 0:
-        raise DMGANError(f"{n} samples cannot fill one batch of {batch} x {rt.world} processes")
-    mine = order[:usable][rt.rank::rt.world]
-    return [mine[i:i + batch] for i in range(0, len(mine), batch)]
 
 
 def rng_state(noise: torch.Generator) -> dict[str, Any]:
@@ -145,7 +34,6 @@ def set_rng_state(state: dict[str, Any], noise: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# --- run folders -----------------------------------------------------------------------
 
 _CKPT = re.compile(r"ckpt-(\d{8})\.pt$")
 

@@ -1,0 +1,43 @@
+"""Opening the data a preset trains or is judged on, the same way for every command
+(train, pretrain-damsm, the demo, eval): the built-in shapes data or a dataset folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dmgan.config import DMGANConfig
+from dmgan.errors import DMGANError
+
+SHAPES_TRAIN, SHAPES_TEST = 50_000, 1_000  # samples per split of the built-in data
+
+
+def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
+              image_sizes: tuple[int, ...] | None = None, cache_images: bool = True):
+    """`data` = "shapes" (built in) or a dataset folder (CUB, COCO or custom layout).
+
+    Images come at `image_sizes` (default: every stage's size of the preset). The shapes
+    data follows the preset's data options (background phrases, contrast captions) and
+    keeps what it renders in memory (`cache_images`).
+    """
+    from dmgan.data.datasets import open_dataset
+    from dmgan.data.shapes import ShapesDataset
+
+    sizes = image_sizes or cfg.generator.image_sizes
+    if data == "shapes":
+        return ShapesDataset(split=split, length=SHAPES_TRAIN if split == "train" else SHAPES_TEST,
+                             image_sizes=sizes, max_words=max_words, seed=seed,
+                             background_phrase=cfg.data.shapes_background_phrase,
+                             contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives,
+                             cache_images=cache_images)
+    if not Path(data).exists():
+        raise DMGANError(f"data folder not found: {data} (or use --data shapes)")
+    return open_dataset(data, split, image_sizes=sizes, max_words=max_words, seed=seed,
+                        captions_per_image=cfg.text.captions_per_image)
+
+
+def check_vocab(cfg: DMGANConfig, vocab) -> None:
+    """The data's vocabulary must be the size of the preset's text encoder."""
+    if len(vocab) != cfg.text.vocab_size:
+        raise DMGANError(f"the data's vocabulary has {len(vocab)} words but preset '{cfg.name}' "
+                         f"expects {cfg.text.vocab_size}: pass --vocab-size {len(vocab)} "
+                         f"(or the matching preset)")
