@@ -60,3 +60,39 @@ def peak_memory_mib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine_record(device: torch.device | None = None, probe: bool = True) -> dict:
+    """What a benchmark row ran on: CPU model, ISA flags that matter for these kernels,
+    cores, torch threads, torch version, GPU name, and (probe=True) the conv probe's
+    GFLOP/s measured now, in this process: machines of one kind differ 2-3x, so rows
+    from different runs compare only through it."""
+    import os
+    import platform
+
+    device = device or torch.device("cpu")
+    cpu, flags = platform.processor() or "?", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and cpu in ("?", "x86_64", ""):
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    record = {"cpu": cpu, "isa": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16",
+                                                 "avx512_vnni", "amx_bf16", "amx_tile"}),
+              "cores": cores, "threads": torch.get_num_threads(), "torch": torch.__version__,
+              "device": str(device)}
+    if device.type == "cuda":
+        record["gpu"] = torch.cuda.get_device_name(device)
+    if probe:
+        dtype = torch.float32
+        record["conv_probe_gflops"] = round(conv_peak_flops(device, dtype, repeats=3) / 1e9, 1)
+    return record

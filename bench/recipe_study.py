@@ -65,9 +65,9 @@ def judge(run: Path, args: argparse.Namespace) -> dict:
     import torch
 
     from dmgan.checkpoint import load_checkpoint
+    from dmgan.metrics.shapes import shapes_accuracy
     from dmgan.models import build_generator
     from dmgan.train.damsm import load_damsm
-    from dmgan.train.report import shapes_accuracy
     from dmgan.train.runs import checkpoints
 
     torch.set_num_threads(args.threads)

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import SMALL
 
+import dmgan
 from dmgan.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +48,18 @@ def test_readme_python_example(tmp_path):
                 .replace('"text_encoder200.pth"', repr(str(SMALL / "text_encoder.pth")))
                 .replace('"bird"', '"small"').replace("bird.pt", str(tmp_path / "small.pt")))
     code = code.replace("301", "31")  # the small vocabulary has 60 words
-    exec(compile(code, "README.md", "exec"), {})
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    out, model = scope["out"], scope["model"]
+    size = model.config.generator.image_sizes[-1]
+    assert out.images[-1].shape == (1, 3, size, size)
+    assert float(out.images[-1].abs().max()) <= 1.0
+    assert out.attention[-1].shape == (1, 4, size // 2, size // 2)
+    assert torch.allclose(out.attention[-1].sum(1), torch.ones(1))  # a softmax over words
+    assert out.writing_gates[-1].shape == (1, 1, 4)
+    again = dmgan.DMGAN.from_checkpoint(tmp_path / "small.pt", expect_preset="small")
+    same = again.generate(torch.tensor([[12, 40, 7, 31, 0]]), torch.tensor([4]), seed=0)
+    assert torch.equal(same.images[-1], out.images[-1])  # the saved file gives the same image
 
 
 def test_check_released_ok_and_wrong_preset():
@@ -166,3 +179,77 @@ def test_readme_bundled_model_command_is_the_demo():
     args = build_parser().parse_args(demo[2:])
     assert args.out == "runs/bundled" and args.minutes > 15
     assert lines[1] == "cp runs/bundled/model.pt src/dmgan/assets/shapes_model.pt"
+
+
+def test_every_option_has_help_and_every_command_an_example():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, command in sub.choices.items():
+        assert command.epilog and command.epilog.startswith("example:\n  dmgan"), name
+        for action in command._actions:
+            if action.dest in ("help",) or action.help == "==SUPPRESS==":
+                continue
+            assert action.help, f"dmgan {name} {action.option_strings or action.dest}: no help"
+        shown = command.format_help()
+        if "--device" in shown:
+            assert "(default: auto)" in shown, name
+    # every command that runs networks takes --device with the same default
+    for name in ("generate", "explain", "serve", "eval", "train", "demo", "pretrain-damsm"):
+        assert sub.choices[name].parse_args([*REQUIRED.get(name, [])]).device == "auto", name
+
+
+REQUIRED = {"train": ["--preset", "tiny", "--data", "shapes", "--out", "x"],
+            "pretrain-damsm": ["--preset", "tiny", "--data", "shapes", "--out", "x"],
+            "explain": ["a caption"]}
+
+
+@pytest.mark.parametrize("argv", [
+    ["generate", "a red disk", "--device", "cuda"],
+    ["explain", "a red disk", "--device", "cuda:0"],
+    ["eval", "--checkpoint", "x.pt", "--data", "shapes", "--device", "cuda"],
+    ["train", "--preset", "tiny", "--data", "shapes", "--out", "{d}/r", "--device", "cuda"],
+    ["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/p", "--device", "cuda"],
+    ["generate", "a red disk", "--device", "tpu"],
+])
+def test_a_device_this_torch_cannot_use_is_one_line_and_exit_2(argv, tmp_path, capsys):
+    import torch as _torch
+
+    from dmgan.cli import main
+
+    if _torch.cuda.is_available() and "tpu" not in argv:
+        pytest.skip("this machine has CUDA")
+    code = main([a.replace("{d}", str(tmp_path)) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "--device" in err and ("cpu" in err or "expected" in err)
+
+
+def test_eval_a_model_on_the_shapes_data_and_the_vocabulary_export_writes(tmp_path, capsys):
+    from dmgan.cli import main
+    from dmgan.data.vocab import Vocabulary
+    from dmgan.pipeline import bundled_model_path
+
+    out = tmp_path / "results.jsonl"
+    assert main(["eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",
+                 "--num-images", "40", "--out", str(out), "--save-images",
+                 str(tmp_path / "imgs")]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    values = {r["metric"]: r["value"] for r in rows}
+    assert set(values) == {"colour", "shape", "size", "position", "background", "all",
+                           "two_object_all"}
+    assert all(r["mode"] == "shapes-oracle" and r["num_images"] == 40 for r in rows)
+    assert values["position"] > 0.5  # the bundled model places objects (chance 0.2)
+    assert len(list((tmp_path / "imgs").glob("*.png"))) == 40
+    # the images kept, with their captions, read back as a folder (the one captions schema)
+    lines = (tmp_path / "imgs" / "captions.jsonl").read_text().splitlines()
+    assert len(lines) == 40 and set(json.loads(lines[0])) == {"image", "caption", "class"}
+    # a model file's vocabulary, as export writes it beside the model, is what --vocab reads
+    from dmgan.checkpoint import load_checkpoint
+
+    _, payload = load_checkpoint(bundled_model_path())
+    Vocabulary(payload["vocab"]).save(tmp_path / "v.json")
+    from dmgan.metrics.evaluate import read_captions_jsonl
+
+    items = read_captions_jsonl(tmp_path / "imgs" / "captions.jsonl", tmp_path / "imgs",
+                                Vocabulary.load(tmp_path / "v.json"))
+    assert len(items) == 40 and all(it.caption for it in items)

@@ -17,11 +17,11 @@ from dmgan.checkpoint import load_checkpoint, save_checkpoint
 from dmgan.config import override
 from dmgan.errors import ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_adversarial_loss
+from dmgan.metrics.shapes import CHANCE, caption_hits, shapes_accuracy, verdict
 from dmgan.models import build_image_encoder, build_text_encoder
 from dmgan.nn import Discriminator
 from dmgan.train.damsm import load_damsm, pretrain_damsm
 from dmgan.train.gan import Pace, TrainOptions, train_gan
-from dmgan.train.report import CHANCE, caption_hits, shapes_accuracy, verdict
 
 
 def _dmgan(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -78,16 +78,16 @@ def test_dataset_snapshot_metric_is_r_precision(tmp_path):
     from fixtures import make_cub
 
     from dmgan.data.datasets import open_dataset
+    from dmgan.metrics.snapshot import SnapshotEvaluator
     from dmgan.models import build_generator
-    from dmgan.train.snapshot_eval import SnapshotEvaluator
 
     root = make_cub(tmp_path, n_train=1, n_test=4)
     test = open_dataset(root, "test", image_sizes=(16, 32, 64), max_words=8)
     cfg = preset("tiny")
     cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=len(test.vocab)))
     te, ie = build_text_encoder(cfg).eval(), build_image_encoder(cfg).eval()
-    ev = SnapshotEvaluator(data=str(root), test=test, text_encoder=te, image_encoder=ie,
-                           max_words=8, num=20, seed=0, device=torch.device("cpu"))
+    ev = SnapshotEvaluator(cfg=cfg, data=str(root), test=test, text_encoder=te, image_encoder=ie,
+                           num=20, seed=0, device=torch.device("cpu"))
     scores = ev(build_generator(cfg))
     assert ev.primary == "r_precision" and 0.0 <= scores["r_precision"] <= 1.0
     assert ev.better({"r_precision": 0.5}, {"r_precision": 0.4})
@@ -97,8 +97,8 @@ def test_dataset_snapshot_metric_is_r_precision(tmp_path):
 
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(InceptionV3(variant="fid").state_dict(), weights)
-    ev = SnapshotEvaluator(data=str(root), test=test, text_encoder=te, image_encoder=ie,
-                           max_words=8, num=20, seed=0, device=torch.device("cpu"),
+    ev = SnapshotEvaluator(cfg=cfg, data=str(root), test=test, text_encoder=te, image_encoder=ie,
+                           num=20, seed=0, device=torch.device("cpu"),
                            inception_weights=str(weights))
     g = build_generator(cfg)
     first, again = ev(g), ev(g)

@@ -135,7 +135,7 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path, damsm):
             assert torch.equal(value, r1[part][key]), (part, key)
     assert (tmp_path / "run" / "ckpt-00000003.pt").is_file()  # rank 0 saved
     # rank 0 alone reports; logged statistics are means over the processes
-    assert "step 3" in (tmp_path / "stdout0.txt").read_text()
+    assert "train: 3/3 step" in (tmp_path / "stdout0.txt").read_text()
     assert (tmp_path / "stdout1.txt").read_text() == ""
     assert r0["mean"] == r1["mean"] == {"x": 0.5, "y": 1.0}
 

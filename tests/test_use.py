@@ -14,7 +14,7 @@ from conftest import formula_state_dict, official_shapes
 from fixtures import py2_pickle
 from PIL import Image
 
-from dmgan import DMGAN, preset
+from dmgan import DMGAN, DMGANError, preset
 from dmgan.data.shapes import vocabulary
 from dmgan.data.vocab import CaptionError
 from dmgan.pipeline import DMGANPipeline
@@ -83,9 +83,33 @@ def test_generate_cli(tmp_path, model_path):
     res = _dmgan("generate", "--file", str(tmp_path / "caps.txt"), "-n", "2", "--stages",
                  "--checkpoint", str(model_path), "-o", str(tmp_path / "many.png"))
     assert res.returncode == 0 and "unknown word(s) ignored: zebra" in res.stderr
-    made = sorted(p.name for p in tmp_path.glob("many_*.png"))
-    assert made == [f"many_{k:03d}.png" for k in range(4)]
-    assert Image.open(tmp_path / "many_000.png").size == (192, 64)
+    # several images and -o naming one file: one grid, a row per caption, a column per image
+    assert Image.open(tmp_path / "many.png").size == (2 * 192 + 2, 2 * 64 + 2)
+    manifest = [json.loads(x) for x in (tmp_path / "manifest.jsonl").read_text().splitlines()]
+    grid = [m for m in manifest if m["file"] == "many.png"]
+    assert [(m["row"], m["column"], m["image_seed"]) for m in grid] == [
+        (0, 0, 0), (0, 1, 1), (1, 0, 0), (1, 1, 1)]
+    assert grid[2]["caption"] == "a zebra diamond" and grid[0]["model"] == str(model_path)
+    assert {m["file"] for m in manifest} == {"one.png", "two.png", "many.png"}  # appended
+
+
+def test_generate_outdir_numbers_files_and_upsamples(tmp_path, model_path, pipe):
+    out = tmp_path / "imgs"
+    for _ in range(2):  # a second call continues the numbering: nothing is replaced
+        res = _dmgan("generate", "a red disk on the left", "-n", "2", "--seed", "3", "--outdir",
+                     str(out), "--size", "256", "--resample", "nearest",
+                     "--checkpoint", str(model_path))
+        assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{k:06d}.png" for k in range(4)]
+    img = Image.open(out / "000001.png").convert("RGB")
+    assert img.size == (256, 256)
+    small = pipe("a red disk on the left", seed=3, num_images=2).images[1]
+    assert img.resize((64, 64), Image.NEAREST).tobytes() == small.tobytes()  # nearest: exact
+    manifest = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["file"] for m in manifest] == [f"{k:06d}.png" for k in range(4)]
+    assert manifest[1] | {"model": None} == {
+        "file": "000001.png", "caption": "a red disk on the left", "seed": 3, "image_seed": 4,
+        "model": None, "size": 256, "resample": "nearest", "stages": False}
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -130,6 +154,10 @@ def test_export_half(tmp_path, model_path):
     assert (tmp_path / "small.pt").stat().st_size < train_ckpt.stat().st_size
     out = DMGANPipeline.from_pretrained(tmp_path / "small.pt")("a red disk")
     assert out.images[0].size == (64, 64)
+    from dmgan.data.vocab import Vocabulary  # beside the model, for dmgan eval --vocab
+
+    assert Vocabulary.load(tmp_path / "small.vocab.json").words == m.vocab
+    assert "small.vocab.json" in res.stdout
 
 
 def test_convert_released_bird(tmp_path):
@@ -149,6 +177,9 @@ def test_convert_released_bird(tmp_path):
         warnings.simplefilter("ignore")
         out = DMGANPipeline.from_pretrained(tmp_path / "bird.pt")("this bird has a red crown")
     assert out.images[0].size == (256, 256)
+    from dmgan.data.vocab import Vocabulary
+
+    assert Vocabulary.load(tmp_path / "bird.vocab.json").words[:5] == words[:5]
     res = _dmgan("convert-released", "--preset", "coco", "--netG", str(tmp_path / "netG.pth"),
                  "--text-encoder", str(tmp_path / "text_encoder.pth"), "--captions",
                  str(tmp_path / "captions.pickle"), "-o", str(tmp_path / "coco.pt"))
@@ -169,7 +200,7 @@ def client(pipe):
     return TestClient(create_app(pipe, max_chars=120, max_images=2))
 
 
-def test_api_generate_and_image(client):
+def test_api_generate_and_image(client, pipe):
     page = client.get("/")
     assert page.status_code == 200 and 'id="caption"' in page.text
     res = client.post("/api/generate", json={"caption": "a red zebra disk", "seed": 2,
@@ -182,6 +213,17 @@ def test_api_generate_and_image(client):
     png = client.get("/api/image.png", params={"caption": "a red disk", "seed": 2})
     assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert client.get("/api/health").json()["preset"] == "shapes"
+    assert 'name="viewport"' in page.text and 'rel="icon"' in page.text
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.content[:8] == b"\x89PNG\r\n\x1a\n"
+    from fastapi.testclient import TestClient
+
+    from dmgan.serve.app import create_app
+
+    roomy = TestClient(create_app(pipe, max_chars=300))
+    many = " ".join(["red disk left"] * 12)  # more words than the model reads
+    body = roomy.post("/api/generate", json={"caption": many, "explain": False}).json()
+    assert body["dropped_words"] > 0 and body["max_words"] == len(body["words"])
 
 
 @pytest.mark.parametrize("payload,status", [
@@ -195,7 +237,9 @@ def test_api_generate_and_image(client):
 def test_api_bad_input(client, payload, status):
     res = client.post("/api/generate", json=payload)
     assert res.status_code == status
-    assert "detail" in res.json()
+    assert isinstance(res.json()["detail"], str)  # one readable line, for the page too
+    if status == 422:
+        assert ":" in res.json()["detail"]
 
 
 def test_api_refuses_when_the_queue_is_full(pipe):
@@ -300,21 +344,52 @@ def test_browser_shows_the_image(tmp_path, model_path):
             browser = p.chromium.launch(executable_path=chromium, args=[
                 "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.fill("#caption", "a large red circle on a blue background")
-            page.click("#go")
-            page.wait_for_selector("#stages img.stage >> nth=2", timeout=30000)
-            page.wait_for_function("document.getElementById('explanation').naturalWidth > 0",
-                                   timeout=30000)
-            widths = page.eval_on_selector_all("#stages img", "els => els.map(e => e.naturalWidth)")
-            assert widths == [16, 32, 64]
-            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            for width in (1280, 375):  # desktop, then a phone
+                page = browser.new_page(viewport={"width": width, "height": 900})
+                page.goto(f"http://127.0.0.1:{port}/")
+                # the state of the page at the moment the request leaves
+                page.evaluate("""() => { const f = window.fetch; window.fetch = (...a) => {
+                    window.seen = {disabled: document.getElementById('go').disabled,
+                                   status: document.getElementById('status').textContent};
+                    return f(...a); }; }""")
+                page.fill("#caption", "a large red circle on a blue background")
+                page.click("#go")
+                page.wait_for_selector("#stages img.stage >> nth=2", timeout=30000)
+                page.wait_for_function("document.getElementById('explanation').naturalWidth > 0",
+                                       timeout=30000)
+                seen = page.evaluate("window.seen")
+                assert seen["disabled"] and "Generating" in seen["status"]
+                assert not page.eval_on_selector("#go", "b => b.disabled")
+                widths = page.eval_on_selector_all("#stages img",
+                                                   "els => els.map(e => e.naturalWidth)")
+                assert widths == [16, 32, 64]  # the stages, once (not again in the figure)
+                assert page.eval_on_selector("#save", "a => a.download").endswith(".png")
+                # the page fits the screen; the wide figure scrolls inside its box
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                page.screenshot(path=str(tmp_path / f"page-{width}.png"), full_page=True)
+                # an error clears the previous result and says what went wrong, readably
+                page.fill("#caption", "zebra giraffe")
+                page.click("#go")
+                page.wait_for_function("document.getElementById('error').textContent.length > 0",
+                                       timeout=30000)
+                error = page.text_content("#error")
+                assert error.startswith("The caption cannot be drawn") and "object" not in error
+                assert page.eval_on_selector_all("#stages img", "els => els.length") == 0
+                assert page.eval_on_selector("#figure", "f => f.hidden")
+                page.fill("#caption", "a red circle")
+                page.fill("#seed", "99999999999999999999")
+                page.click("#go")
+                assert "whole number from 0 to 2147483647" in page.text_content("#error")
+                page.fill("#caption", "a " * 200)  # over the limit: said, not cut
+                assert "too long" in page.text_content("#count")
+                assert page.input_value("#caption") == "a " * 200
+                page.close()
             browser.close()
     finally:
         server.should_exit = True
         thread.join(10)
-    assert (tmp_path / "page.png").stat().st_size > 10_000
+    for width in (1280, 375):
+        assert (tmp_path / f"page-{width}.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow  # a whole run (README quick tests leave it out)
@@ -342,7 +417,29 @@ def test_pipeline_diffusers_style_arguments(pipe):
     d = pipe(["a red disk", "a blue box"], generator=g2)
     assert [x.tobytes() for x in c.images] == [x.tobytes() for x in d.images]
     assert pipe.to("cpu") is pipe and pipe.device.type == "cpu"
-    assert "Captions in, PIL images out" in type(pipe).__doc__
+    arrays = pipe("a red disk", num_images=2, output_type="np", seed=4)
+    assert arrays.images.shape == (2, 64, 64, 3) and arrays.images.dtype == np.float32
+    pil = pipe("a red disk", num_images=2, seed=4).images
+    np.testing.assert_array_equal((arrays.images[1] * 255).round(), np.asarray(pil[1], np.float32))
+    tensors = pipe("a red disk", num_images=2, output_type="pt", seed=4)
+    assert tensors.images.shape == (2, 3, 64, 64) and 0 <= float(tensors.images.min())
+    assert [t.shape[-1] for t in tensors.stage_images[0]] == [16, 32, 64]
+    with pytest.raises(DMGANError, match="output_type"):
+        pipe("a red disk", output_type="latent")
+
+
+def test_the_pipeline_docstring_example_runs(tmp_path, monkeypatch):
+    import textwrap
+
+    from dmgan import DMGANPipeline
+
+    doc = DMGANPipeline.__doc__
+    code = textwrap.dedent(doc[doc.index("Example"):].split("::", 1)[1])
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "DMGANPipeline docstring", "exec"), scope)  # noqa: S102
+    assert Image.open(tmp_path / "circle.png").size == (64, 64)
+    assert scope["arrays"].shape == (1, 64, 64, 3) and scope["batch"].shape == (1, 3, 64, 64)
 
 
 def test_api_refuses_a_huge_body_before_reading_it(client):
@@ -366,16 +463,16 @@ def test_api_refuses_a_huge_body_before_reading_it(client):
 
 
 def test_generate_in_chunks_gives_the_same_images(tmp_path, pipe, model_path, monkeypatch):
-    from dmgan import cli
+    from dmgan import cli, generate
 
-    monkeypatch.setattr(cli, "GENERATE_CHUNK", 3)
+    monkeypatch.setattr(generate, "GENERATE_CHUNK", 3)
     assert cli.main(["generate", "a red disk on the left", "-n", "7", "--seed", "5",
-                     "--checkpoint", str(model_path), "-o", str(tmp_path / "g.png")]) == 0
+                     "--checkpoint", str(model_path), "--outdir", str(tmp_path / "g")]) == 0
     whole = pipe("a red disk on the left", seed=5, num_images=7)
     from PIL import Image
 
     for j in range(7):
-        got = Image.open(tmp_path / f"g_{j:03d}.png").convert("RGB")
+        got = Image.open(tmp_path / "g" / f"{j:06d}.png").convert("RGB")
         assert got.tobytes() == whole.images[j].tobytes(), j
     # a bad second caption: refused before the first caption's images are written
     assert cli.main(["generate", "a red disk", "zebra", "--checkpoint", str(model_path),

@@ -10,6 +10,7 @@ from dmgan.models import (  # noqa: E402
     build_generator,
     build_text_encoder,
 )
+from dmgan.pipeline import DMGANPipeline  # noqa: E402
 from dmgan.released import load_released  # noqa: E402
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigError",
     "DMGANConfig",
     "DMGANError",
+    "DMGANPipeline",
     "__version__",
     "build_discriminators",
     "build_generator",

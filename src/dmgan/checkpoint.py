@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -116,9 +117,11 @@ def load_network(module: nn.Module, payload: Mapping[str, Any], name: str, path:
 
 
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note: str = "",
-                 scores: dict | None = None, half: bool = False) -> None:
+                 scores: dict | None = None, half: bool = False) -> list[Path]:
     """A training checkpoint -> a small inference file (EMA generator, text encoder,
-    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are."""
+    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are, and
+    its vocabulary as JSON beside it (`<stem>.vocab.json`, what `dmgan eval --vocab`
+    takes). Returns the paths written."""
     cfg, payload = load_checkpoint(checkpoint)
     nets = payload.get("networks", {})
     gen = "generator_ema" if "generator_ema" in nets else "generator"
@@ -133,3 +136,9 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note:
                     networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
                     vocab=payload["vocab"], trained_steps=payload.get("step"), provenance=note,
                     **extra)
+    from dmgan.data.vocab import Vocabulary
+    from dmgan.released import vocab_path_for
+
+    vocab_file = vocab_path_for(out)
+    Vocabulary(payload["vocab"]).save(vocab_file)
+    return [Path(out), vocab_file]

@@ -362,3 +362,19 @@ def override(cfg: DMGANConfig, assignments: list[str]) -> DMGANConfig:
                               f"{types[name]}") from None
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: parsed})})
     return validate(cfg)
+
+
+def config_for(preset_name: str, *, vocab_size: int | None = None, batch_size: int | None = None,
+               memory: bool = True, sets: list[str] | None = None) -> DMGANConfig:
+    """A preset with the command line's changes: the vocabulary size of a custom dataset,
+    the batch size (GAN and DAMSM), the no-memory ablation, and `section.field=value`
+    assignments (override)."""
+    cfg = preset(preset_name)
+    if vocab_size:
+        cfg = cfg.replace(text=dataclasses.replace(cfg.text, vocab_size=vocab_size))
+    if batch_size:
+        cfg = cfg.replace(train=dataclasses.replace(cfg.train, batch_size=batch_size),
+                          damsm=dataclasses.replace(cfg.damsm, batch_size=batch_size))
+    if not memory:
+        cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
+    return override(cfg, sets) if sets else cfg

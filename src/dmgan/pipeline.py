@@ -46,13 +46,25 @@ def bundled_model_path() -> Path:
 
 
 class DMGANPipeline:
-    """Captions in, PIL images out (and, on request, what the dynamic memory did).
+    """Captions in, images out (and, on request, what the dynamic memory did).
 
     `from_pretrained()` loads one of our model files (or the bundled shapes model), folds
     batch norms for speed and keeps the vocabulary; calling the pipeline tokenizes each
     caption, warns about unknown words, refuses captions with no known content word, and
     returns a `PipelineOutput`. Image j of a caption uses noise seeded by `seed + j`, or
     drawn from `generator` when one is given.
+
+    Example (the names follow diffusers' pipelines)::
+
+        import torch
+        from dmgan import DMGANPipeline
+
+        pipe = DMGANPipeline.from_pretrained().to("cpu")   # or "cuda", or "auto"
+        out = pipe(["a red circle on a blue background", "a small green square"],
+                   num_images_per_prompt=2, generator=torch.Generator().manual_seed(0))
+        out.images[0].save("circle.png")                  # PIL images, 2 per caption
+        arrays = pipe("a red circle", output_type="np").images   # (N, H, W, 3) in [0, 1]
+        batch = pipe("a red circle", output_type="pt").images    # (N, 3, H, W) in [0, 1]
     """
 
     def __init__(self, model: DMGAN, vocab: Vocabulary):
@@ -64,7 +76,11 @@ class DMGANPipeline:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *,
                         device: str | torch.device = "cpu") -> DMGANPipeline:
-        """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model."""
+        """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model, on
+        `device` ("auto": the GPU when there is one)."""
+        from dmgan.device import resolve_device
+
+        device = resolve_device(device)
         path = bundled_model_path() if path is None else Path(path)
         if not path.is_file() and path == bundled_model_path():
             raise DMGANError("this installation has no bundled model; pass --checkpoint")
@@ -81,8 +97,10 @@ class DMGANPipeline:
         return ids[:n].tolist(), enc.unknown
 
     def to(self, device: str | torch.device) -> DMGANPipeline:
-        """Move the model (e.g. "cuda"); returns the pipeline."""
-        self.model.to(device)
+        """Move the model ("cpu", "cuda", "cuda:1" or "auto"); returns the pipeline."""
+        from dmgan.device import resolve_device
+
+        self.model.to(resolve_device(device))
         return self
 
     @property
@@ -92,14 +110,19 @@ class DMGANPipeline:
     @torch.inference_mode()
     def __call__(self, captions: str | list[str], *, seed: int = 0, num_images: int = 1,
                  num_images_per_prompt: int | None = None,
-                 generator: torch.Generator | None = None,
+                 generator: torch.Generator | None = None, output_type: str = "pil",
                  explain: bool = False, first_image: int = 0) -> PipelineOutput:
         """Image j of every caption uses noise seeded by seed + j, so a caption and a seed
         always give the same image, whatever else is in the call. With `generator` (a CPU
         torch.Generator) the noise is drawn from it instead, one draw per caption.
         `num_images_per_prompt` is diffusers' name for `num_images`. `first_image` numbers
         the images from there (noise seed + first_image + j): asking for images in chunks
-        gives the same images as one call."""
+        gives the same images as one call. `output_type`: "pil" (PIL images), "np" (one
+        float array (N, H, W, 3) in [0, 1]) or "pt" (one tensor (N, 3, H, W) in [0, 1]),
+        for `images` and, per image, `stage_images`."""
+        if output_type not in OUTPUT_TYPES:
+            raise DMGANError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got "
+                             f"{output_type!r}")
         captions = [captions] if isinstance(captions, str) else list(captions)
         if not captions:
             raise CaptionError("no caption given")
@@ -139,4 +162,21 @@ class DMGANPipeline:
                                                  for w in out.writing_gates])
                     result.response_gates.append([r[j, 0].float().cpu().numpy()
                                                   for r in out.response_gates])
+        if output_type != "pil":
+            result.images = _convert(result.images, output_type)
+            result.stage_images = [_convert(st, output_type) if output_type == "np"
+                                   else list(_convert(st, output_type)) for st in result.stage_images]
         return result
+
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def _convert(images: list[Image.Image], output_type: str):
+    """PIL images -> (N, H, W, 3) float32 array or (N, 3, H, W) tensor, in [0, 1]; images
+    of different sizes (stages) -> a list."""
+    arrays = [np.asarray(img, dtype=np.float32) / 255.0 for img in images]
+    if output_type == "pt":
+        tensors = [torch.from_numpy(a).permute(2, 0, 1) for a in arrays]
+        return torch.stack(tensors) if len({t.shape for t in tensors}) == 1 else tensors
+    return np.stack(arrays) if len({a.shape for a in arrays}) == 1 else arrays

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -141,3 +142,74 @@ def load_released(
                               f"'{unexpected[0]}' ({len(unexpected)} in all)")
     module.load_state_dict(converted, strict=True)
     return module
+
+
+def check_released_files(preset_name: str, *, netG=None, text_encoder=None,  # noqa: N803
+                         netD=None) -> list[str]:  # noqa: N803
+    """Load released .pth files into a preset's networks; one "ok" line per file, or a
+    CheckpointError naming the first key that does not fit."""
+    from dmgan.config import preset
+    from dmgan.errors import DMGANError
+    from dmgan.models import build_discriminators, build_generator, build_text_encoder
+
+    cfg = preset(preset_name)
+    jobs = []
+    if netG:
+        jobs.append(("netG", build_generator(cfg, init=False), netG))
+    if text_encoder:
+        jobs.append(("text encoder", build_text_encoder(cfg), text_encoder))
+    if netD:
+        ds = build_discriminators(cfg, init=False)
+        if len(netD) != len(ds):
+            raise DMGANError(f"preset '{cfg.name}' has {len(ds)} discriminators; "
+                             f"--netD got {len(netD)} files")
+        jobs += [(f"netD{i}", d, p) for i, (d, p) in enumerate(zip(ds, netD, strict=True))]
+    if not jobs:
+        raise DMGANError("nothing to check: give --netG, --text-encoder and/or --netD")
+    lines = []
+    for label, net, path in jobs:
+        load_released(net, path, what=f"the '{cfg.name}' {label}")
+        lines.append(f"ok  {label:13s} {path}  ({sum(p.numel() for p in net.parameters()):,d} "
+                     f"parameters)")
+    return lines
+
+
+def vocab_path_for(model_path: str | os.PathLike) -> Path:
+    """Where a model file's vocabulary JSON goes: beside it, `<stem>.vocab.json` (what
+    `dmgan eval --vocab` takes)."""
+    path = Path(model_path)
+    return path.with_name(f"{path.stem}.vocab.json")
+
+
+def convert_released(preset_name: str, *, netG, text_encoder, captions,  # noqa: N803
+                     output, image_encoder=None) -> list[Path]:
+    """The released generator, DAMSM encoders and the dataset's captions.pickle (its
+    vocabulary) -> one dmgan model file, and the vocabulary as JSON beside it. Returns the
+    paths written."""
+    from dmgan.api import DMGAN
+    from dmgan.checkpoint import save_checkpoint
+    from dmgan.config import preset
+    from dmgan.data.vocab import load_captions_pickle
+    from dmgan.errors import DMGANError
+    from dmgan.models import build_image_encoder
+
+    words = load_captions_pickle(captions).vocab
+    cfg = preset(preset_name)
+    if len(words) != cfg.text.vocab_size:
+        raise DMGANError(f"{captions} has {len(words)} words; preset '{cfg.name}' expects "
+                         f"{cfg.text.vocab_size}")
+    model = DMGAN.from_released(cfg.name, netG=netG, text_encoder=text_encoder)
+    extra = {}
+    if image_encoder:
+        extra["image_encoder"] = load_released(build_image_encoder(cfg), image_encoder,
+                                               what=f"the '{cfg.name}' DAMSM image encoder")
+    save_checkpoint(output, config=cfg,
+                    networks={"text_encoder": model.text_encoder, "generator": model.generator,
+                              **extra},
+                    vocab=list(words.words), source="released DM-GAN files",
+                    converted_from={"netG": str(netG), "text_encoder": str(text_encoder),
+                                    "image_encoder": str(image_encoder),
+                                    "captions": str(captions)})
+    vocab_file = vocab_path_for(output)
+    words.save(vocab_file)
+    return [Path(output), vocab_file]

@@ -56,11 +56,13 @@ def _heat_tile(values: np.ndarray, size: int, vmax: float) -> Image.Image:
 
 def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words: Sequence[str],
                        attention: Sequence[np.ndarray], writing_gates: Sequence[np.ndarray],
-                       response_gates: Sequence[np.ndarray], *, tile: int = 96) -> Image.Image:
+                       response_gates: Sequence[np.ndarray], *, tile: int = 96,
+                       show_stages: bool = True) -> Image.Image:
     """The paper's Figure 6 for one caption: each stage's image; per memory stage, the
     writing gate of every word (bars), every word's key-addressing attention over the
     image, and the response gate map. Gates use the 0-1 scale; attention maps of a stage
-    share one scale from 0 to that stage's largest attention value (stated in the title)."""
+    share one scale from 0 to that stage's largest attention value (stated in the title).
+    show_stages=False leaves the stage images out (a page that shows them already)."""
     font = ImageFont.load_default()
     pad, label_w, text_h = 8, max(60, 7 * max(len(w) for w in words) + 10), 14
     n_words = len(words)
@@ -68,6 +70,8 @@ def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words:
     width = pad * 2 + label_w + 160 + maps_per_row * (tile + 4)
     big = 2 * tile
     section_h = text_h * 2 + max(n_words * (text_h + 2), tile + text_h) + pad
+    if not show_stages:
+        stage_images, big = [], -text_h - pad
     height = (pad + text_h * 2 + big + text_h + pad + len(attention) * section_h + 50)
     fig = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(fig)
@@ -109,3 +113,35 @@ def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words:
     draw.text((pad + 270, y + 4), "colour scale (attention maps: times the factor in their "
               "title)", fill=(80, 80, 80), font=font)
     return fig
+
+
+RESAMPLE = {"nearest": Image.NEAREST, "bicubic": Image.BICUBIC}
+
+
+def upsample(img: Image.Image, size: int | None, resample: str = "nearest") -> Image.Image:
+    """For viewing: the image at size x size px (None: as it is); nearest keeps the pixels,
+    bicubic smooths them."""
+    if size is None or img.size == (size, size):
+        return img
+    return img.resize((size, size), RESAMPLE[resample])
+
+
+def stage_strip(stages: Sequence[Image.Image], size: int | None = None,
+                resample: str = "nearest") -> Image.Image:
+    """Every stage's image side by side, each at the last stage's size (or `size`)."""
+    side = size or stages[-1].size[0]
+    strip = Image.new("RGB", (side * len(stages), side), "white")
+    for k, img in enumerate(stages):
+        strip.paste(upsample(img, side, resample), (k * side, 0))
+    return strip
+
+
+def image_grid(images: Sequence[Image.Image], columns: int, *, gap: int = 2) -> Image.Image:
+    """Images (all the same size) in rows of `columns`, `gap` px of white between them."""
+    w, h = images[0].size
+    rows = (len(images) + columns - 1) // columns
+    grid = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap),
+                     "white")
+    for k, img in enumerate(images):
+        grid.paste(img, ((k % columns) * (w + gap), (k // columns) * (h + gap)))
+    return grid

@@ -44,6 +44,11 @@ class EpochBatches:
                                           self.world)
         self.epoch, self.first = epoch, first
 
+    @property
+    def per_epoch(self) -> int:
+        """Batches in one epoch (for this process)."""
+        return len(self._batches)
+
     def __iter__(self):
         for batch in self._batches[self.first:]:
             yield [(self.epoch, i) for i in batch]

@@ -162,3 +162,20 @@ def load_oracle(path=None) -> tuple[ShapesOracle, dict]:
     oracle = ShapesOracle()
     oracle.load_state_dict(payload["state_dict"])
     return oracle.eval(), payload.get("report", {})
+
+
+def oracle_report(*, oracle: str | None = None, train: bool = False, steps: int = 3000,
+                  seed: int = 1234, held_out: int = 2000, out: str | None = None,
+                  command: str = "") -> dict[str, float]:
+    """`dmgan shapes-oracle`: the held-out accuracy on real images of the bundled oracle (or
+    the one at `oracle`), or of a new one trained for `steps` (saved to `out`)."""
+    if train:
+        model = train_oracle(steps=steps, seed=seed, log_every=max(1, steps // 10))
+        acc = accuracy(model, ShapesDataset(split="test", length=held_out, image_sizes=(64,)))
+        if out:
+            save_oracle(model, out, report={
+                "held_out_accuracy": acc, "held_out": f"{held_out} test-split images, seed 0",
+                "steps": steps, "batch_size": 64, "lr": 2e-3, "seed": seed, "command": command})
+        return acc
+    model, _ = load_oracle(oracle)
+    return accuracy(model, ShapesDataset(split="test", length=held_out, image_sizes=(64,)))

@@ -11,9 +11,10 @@ import io
 import threading
 import warnings
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from dmgan.data.vocab import CaptionError
@@ -104,6 +105,13 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int
     # a caption of max_chars characters (up to 4 bytes each in UTF-8) and the other fields
     app.add_middleware(_BodyLimit, limit=4 * max_chars + 4096)
     gate = _Gate(queue_size)
+    max_words = pipeline.model.config.text.words_eval
+
+    @app.exception_handler(RequestValidationError)
+    async def readable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with one readable line ("seed: ...") instead of a list of objects."""
+        parts = [f"{err['loc'][-1]}: {err['msg']}" for err in exc.errors()]
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
     def check(caption: str, n: int) -> None:
         if not caption.strip():
@@ -130,21 +138,30 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.replace("{{MAX}}", str(max_chars))
+        return PAGE.replace("{{MAX}}", str(max_chars)).replace("{{SEED_MAX}}", str(2**31 - 1))
+
+    icon = _favicon()
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(icon, media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     @app.post("/api/generate")
     async def api_generate(req: GenerateRequest) -> dict:
         out = await run_in_threadpool(generate, req)
+        known = len(pipeline.vocab.encode(req.caption).ids)
         body = {"caption": req.caption, "seed": req.seed, "words": out.words[0],
-                "unknown_words": out.unknown_words[0],
+                "unknown_words": out.unknown_words[0], "max_words": max_words,
+                "dropped_words": max(0, known - len(out.words[0])),
                 "images": [_data_url(i) for i in out.images],
                 "stages": [[_data_url(s) for s in stages] for stages in out.stage_images]}
         if req.explain:
             from dmgan.viz import explanation_figure
 
-            body["explanation"] = _data_url(explanation_figure(
+            body["explanation"] = _data_url(explanation_figure(  # the page shows the stages
                 req.caption, out.stage_images[0], out.words[0], out.attention[0],
-                out.writing_gates[0], out.response_gates[0]))
+                out.writing_gates[0], out.response_gates[0], show_stages=False))
         return body
 
     @app.get("/api/image.png")
@@ -162,43 +179,122 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int
     return app
 
 
+def _favicon() -> bytes:
+    """A 32 px icon drawn here (a red circle on blue, the demo's first caption)."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (32, 32), (40, 80, 220))
+    ImageDraw.Draw(img).ellipse((6, 6, 26, 26), fill=(220, 40, 40))
+    return _png(img)
+
+
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>dmgan</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dmgan</title>
+<link rel="icon" href="/favicon.ico">
 <style>
- body { font-family: sans-serif; margin: 2em; max-width: 1500px; }
- input[type=text] { width: 34em; font-size: 1.05em; padding: .3em; }
- input[type=number] { width: 6em; }
- #stages img { width: 192px; height: 192px; image-rendering: pixelated; margin-right: 8px;
-               border: 1px solid #ccc; }
- #explanation { max-width: 100%; margin-top: 1em; border: 1px solid #ccc; }
- #error { color: #b00020; }
+ * { box-sizing: border-box; }
+ body { font-family: sans-serif; margin: 1em; max-width: 1500px; line-height: 1.4; }
+ h1 { font-size: 1.4em; }
+ form { display: flex; flex-wrap: wrap; gap: .5em; align-items: center; }
+ #caption { flex: 1 1 20em; min-width: 0; max-width: 40em; font-size: 1.05em; padding: .35em; }
+ #seed { width: 8em; padding: .3em; }
+ button { padding: .4em 1.2em; font-size: 1em; }
+ button:disabled { opacity: .6; }
+ #count { color: #555; font-size: .9em; width: 100%; }
+ #count.over, #notice, #error { color: #b00020; }
+ #status { color: #555; }
+ #stages { display: flex; flex-wrap: wrap; gap: 8px; margin-top: .5em; }
+ #stages figure { margin: 0; text-align: center; font-size: .85em; color: #555; }
+ #stages img { width: min(192px, 28vw); height: auto; aspect-ratio: 1; image-rendering: pixelated;
+               border: 1px solid #ccc; display: block; }
+ #figure { overflow-x: auto; max-width: 100%; margin-top: 1em; border: 1px solid #ccc; }
+ #explanation { display: block; max-width: none; }
+ .spinner { display: inline-block; width: 1em; height: 1em; border: 2px solid #ccc;
+            border-top-color: #333; border-radius: 50%; animation: spin 1s linear infinite;
+            vertical-align: middle; }
+ @keyframes spin { to { transform: rotate(360deg); } }
 </style></head>
 <body>
 <h1>dmgan: text to image</h1>
-<form id="form">
- <input id="caption" type="text" maxlength="{{MAX}}" value="a large red circle on a blue background">
- seed <input id="seed" type="number" value="0" min="0">
+<form id="form" novalidate>
+ <input id="caption" type="text" aria-label="caption"
+        value="a large red circle on a blue background">
+ <label>seed <input id="seed" type="number" value="0" min="0" max="{{SEED_MAX}}" step="1"></label>
  <button id="go" type="submit">Generate</button>
+ <span id="count"></span>
 </form>
-<p id="error"></p><p id="words"></p>
+<p id="status" role="status"></p>
+<p id="error" role="alert"></p><p id="notice"></p><p id="words"></p>
 <div id="stages"></div>
-<img id="explanation" alt="" hidden>
+<p id="download"></p>
+<div id="figure" hidden><img id="explanation" alt="what the memory wrote and read"></div>
 <script>
-document.getElementById('form').addEventListener('submit', async (ev) => {
+const MAX = {{MAX}}, SEED_MAX = {{SEED_MAX}};
+const $ = (id) => document.getElementById(id);
+const caption = $('caption'), seed = $('seed'), go = $('go');
+function counter() {
+  const n = caption.value.length;
+  $('count').textContent = n + ' / ' + MAX + ' characters' +
+      (n > MAX ? ': too long, shorten the caption (nothing is cut)' : '');
+  $('count').className = n > MAX ? 'over' : '';
+}
+caption.addEventListener('input', counter); counter();
+function clearResults() {
+  ['error', 'notice', 'words', 'download'].forEach((id) => { $(id).textContent = ''; });
+  $('stages').innerHTML = ''; $('figure').hidden = true; $('explanation').removeAttribute('src');
+}
+function message(status, data) {
+  let detail = data && data.detail;
+  if (Array.isArray(detail)) detail = detail.map((d) => d.msg || JSON.stringify(d)).join('; ');
+  if (typeof detail !== 'string' || !detail) detail = '';
+  const what = {400: 'The caption cannot be drawn', 413: 'The request is too large',
+                422: 'The request is not valid', 429: 'Too many requests',
+                503: 'The server is busy', 500: 'The server failed'}[status] || ('Error ' + status);
+  return what + (detail ? ': ' + detail : '') + '.';
+}
+$('form').addEventListener('submit', async (ev) => {
   ev.preventDefault();
-  const err = document.getElementById('error'); err.textContent = '';
-  const body = {caption: document.getElementById('caption').value,
-                seed: parseInt(document.getElementById('seed').value || '0'), explain: true};
-  const res = await fetch('/api/generate', {method: 'POST',
-      headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-  const data = await res.json();
-  if (!res.ok) { err.textContent = data.detail || res.statusText; return; }
-  const stages = document.getElementById('stages'); stages.innerHTML = '';
-  data.stages[0].forEach((src, k) => { const img = document.createElement('img');
-      img.src = src; img.className = 'stage'; img.alt = 'stage ' + (k + 1); stages.appendChild(img); });
-  document.getElementById('words').textContent = 'words used: ' + data.words.join(' ') +
-      (data.unknown_words.length ? '  (unknown: ' + data.unknown_words.join(', ') + ')' : '');
-  const ex = document.getElementById('explanation'); ex.src = data.explanation; ex.hidden = false;
+  clearResults();
+  const text = caption.value, s = seed.value.trim();
+  if (!text.trim()) { $('error').textContent = 'Type a caption first.'; return; }
+  if (text.length > MAX) {
+    $('error').textContent = 'The caption has ' + text.length + ' characters; the limit is ' +
+        MAX + '. Shorten it: nothing is cut.'; return; }
+  if (!/^[0-9]+$/.test(s) || Number(s) > SEED_MAX) {
+    $('error').textContent = 'The seed must be a whole number from 0 to ' + SEED_MAX + '.'; return; }
+  go.disabled = true;
+  $('status').innerHTML = '<span class="spinner"></span> Generating\u2026';
+  try {
+    const res = await fetch('/api/generate', {method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({caption: text, seed: Number(s), explain: true})});
+    let data = null;
+    try { data = await res.json(); } catch (e) { data = null; }
+    if (!res.ok || !data) { $('error').textContent = message(res.status, data); return; }
+    data.stages[0].forEach((src, k) => {
+      const fig = document.createElement('figure'), img = document.createElement('img');
+      img.src = src; img.className = 'stage'; img.alt = 'stage ' + (k + 1);
+      fig.appendChild(img);
+      fig.appendChild(document.createTextNode('stage ' + (k + 1)));
+      $('stages').appendChild(fig); });
+    const link = document.createElement('a');
+    link.href = data.images[0]; link.download = 'dmgan-seed' + data.seed + '.png';
+    link.id = 'save'; link.textContent = 'Download the image (PNG)';
+    $('download').appendChild(link);
+    $('words').textContent = 'words used: ' + data.words.join(' ');
+    const notes = [];
+    if (data.unknown_words.length) notes.push('unknown words left out: ' + data.unknown_words.join(', '));
+    if (data.dropped_words) notes.push(data.dropped_words + ' word(s) left out: the model reads at most ' +
+        data.max_words + ' words');
+    $('notice').textContent = notes.join('; ');
+    $('explanation').src = data.explanation; $('figure').hidden = false;
+  } catch (e) {
+    $('error').textContent = 'The server could not be reached (' + e.message + ').';
+  } finally {
+    go.disabled = false; $('status').textContent = '';
+  }
 });
 </script>
 </body></html>

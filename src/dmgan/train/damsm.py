@@ -4,6 +4,7 @@ per epoch while above 2e-4, RNN gradient norm clipped at 0.25)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from dmgan.device import configure_threads, resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
 from dmgan.models import build_image_encoder, build_text_encoder
+from dmgan.progress import Progress
 from dmgan.train.runs import Clock, JsonLog, make_run_folder
 
 
@@ -85,6 +87,7 @@ def pretrain_damsm(
     workers: int = 0,
     threads: int | None = None,
     log_every: int = 50,
+    progress: bool | None = None,
     target_r1: float | None = None,
     check_every: int = 200,
 ) -> DamsmResult:
@@ -115,6 +118,9 @@ def pretrain_damsm(
     done = False
     order, loader = epoch_loader(train, d.batch_size, seed=seed * 7919, workers=workers,
                                  pin_memory=dev.type == "cuda")
+    total = epochs * order.per_epoch
+    bar = Progress(min(total, max_steps) if max_steps else total, "damsm", unit="step",
+                   budget_s=minutes * 60 if minutes else None, live=progress, stream=sys.stdout)
     for epoch in range(epochs):
         order.start(epoch)
         text_encoder.train()
@@ -128,13 +134,14 @@ def pretrain_damsm(
             torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), d.rnn_grad_clip)
             opt.step()
             step += 1
+            bar.update(1)
             if step % log_every == 0:
                 rate = log_every * d.batch_size / (time.perf_counter() - t0)
                 t0 = time.perf_counter()
                 log.write({"step": step, "epoch": epoch, "w_loss": w_loss.item(),
                            "s_loss": s_loss.item(), "lr": lr, "images_per_s": round(rate, 1)})
-                print(f"damsm step {step} epoch {epoch} words {w_loss.item():.3f} "
-                      f"sentence {s_loss.item():.3f} {rate:.0f} img/s", flush=True)
+                bar.set_postfix(f"epoch {epoch} words {w_loss.item():.3f} sentence "
+                                f"{s_loss.item():.3f} {rate:.0f} img/s")
             if clock.out_of_time() or (max_steps is not None and step >= max_steps):
                 done = True
                 break
@@ -143,7 +150,7 @@ def pretrain_damsm(
                 text_encoder.train()
                 image_encoder.train()
                 log.write({"step": step, "test_r_at_1_500": r1})
-                print(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1:g})", flush=True)
+                bar.write(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1:g})")
                 if r1 >= target_r1:
                     done = True
                     break
@@ -153,6 +160,7 @@ def pretrain_damsm(
             lr *= d.lr_decay
             for group in opt.param_groups:
                 group["lr"] = lr
+    bar.close()
     r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev)
     log.write({"step": step, "test_r_at_1": r1})
     print(f"damsm: {step} steps, test R@1 (caption -> image among 100) = {r1:.3f}", flush=True)

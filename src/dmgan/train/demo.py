@@ -54,7 +54,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
                            max_steps=DAMSM_MAX_STEPS, target_r1=DAMSM_TARGET_R1,
                            seed=opts.seed, workers=train_options.workers)
     # refuses encoders below the bar before any GAN work (exit 2 from the CLI)
-    text_encoder = load_damsm(damsm.path, cfg, min_r1=opts.min_damsm_r1)[0]
+    load_damsm(damsm.path, cfg, min_r1=opts.min_damsm_r1)
     if damsm.r_at_1 < DAMSM_TARGET_R1:
         print(f"dmgan: warning: the DAMSM reached test R@1 {damsm.r_at_1:.3f}, short of the "
               f"{DAMSM_TARGET_R1} target, in its budget", flush=True)
@@ -66,7 +66,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     topts.minutes, topts.max_steps, topts.min_damsm_r1 = gan_min, None, opts.min_damsm_r1
     topts.min_steps = MIN_GAN_STEPS
     result = train_gan(cfg, topts)
-    report = judge_run(cfg, result.last_checkpoint, text_encoder, n=opts.judge, seed=opts.seed)
+    report = judge_run(cfg, result.last_checkpoint, n=opts.judge, seed=opts.seed)
     report = {"minutes": opts.minutes, "steps": result.step, "memory": cfg.generator.memory,
               "damsm_steps": damsm.steps, "damsm_test_r_at_1": damsm.r_at_1,
               "wall_minutes": round((time.monotonic() - start) / 60, 2), **report}
@@ -76,8 +76,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
 
         best_payload = load_checkpoint(best)[1]
         report["best"] = {"step": best_payload["step"],
-                          **judge_run(cfg, best, text_encoder, n=opts.judge, seed=opts.seed,
-                                      live=False)}
+                          **judge_run(cfg, best, n=opts.judge, seed=opts.seed, live=False)}
     chosen = best if best.is_file() else result.last_checkpoint
     from dmgan.checkpoint import export_model
 
@@ -93,18 +92,22 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     return report
 
 
-def judge_run(cfg: DMGANConfig, checkpoint: Path, text_encoder, *, n: int, seed: int,
+def judge_run(cfg: DMGANConfig, checkpoint: Path, *, n: int, seed: int,
               live: bool = True) -> dict:
-    """The oracle's report on a training checkpoint: EMA (and live) G, chance, verdict."""
-    from dmgan.checkpoint import load_checkpoint
-    from dmgan.models import build_generator
-    from dmgan.train.report import CHANCE, shapes_accuracy, verdict
+    """The oracle's report on a training checkpoint (dmgan.metrics.evaluate, as `dmgan eval
+    --checkpoint CKPT --data shapes --metrics oracle` runs it): EMA (and live) G on `n`
+    held-out captions, the real images' ceiling, chance levels and a one-line verdict."""
+    from dmgan.metrics.evaluate import Settings, evaluate_checkpoint
+    from dmgan.metrics.shapes import CHANCE, held_out_captions, real_ceiling, verdict
 
-    _, payload = load_checkpoint(checkpoint)
     report: dict = {"chance": {k: round(v, 3) for k, v in CHANCE.items()}}
+    data = held_out_captions(n, seed, cfg.text.words_eval)
+    ceiling = real_ceiling(data)
+    two = sum(len(data[i].attributes["objects"]) == 2 for i in range(n))
     for name in ("generator_ema", "generator") if live else ("generator_ema",):
-        g = build_generator(cfg, init=False)
-        g.load_state_dict(payload["networks"][name])
-        report[name] = shapes_accuracy(g, text_encoder, n=n, seed=seed)
+        values, _ = evaluate_checkpoint(checkpoint, "shapes", ["oracle"], network=name,
+                                        settings=Settings(seed=seed, progress=False), num_images=n)
+        report[name] = {"generated": values["oracle"], "real": ceiling, "captions": n,
+                        "two_object_captions": two}
     report["verdict"] = "EMA generator: " + verdict(report["generator_ema"]["generated"])
     return report

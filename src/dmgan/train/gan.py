@@ -21,6 +21,7 @@ from dmgan.device import configure_threads
 from dmgan.errors import ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.losses.adversarial import hardest_other_sentence
+from dmgan.metrics.snapshot import SnapshotEvaluator
 from dmgan.models import build_discriminators, build_generator
 from dmgan.train.damsm import load_damsm
 from dmgan.train.runs import (
@@ -46,7 +47,6 @@ from dmgan.train.runtime import (
     mean_across_ranks,
     setup_runtime,
 )
-from dmgan.train.snapshot_eval import SnapshotEvaluator
 
 
 @dataclass
@@ -68,7 +68,7 @@ class TrainOptions:
     ckpt_every: int = 500
     keep: int = 3
     samples: int = 8
-    progress: bool | None = None  # None: a bar when stderr is a terminal
+    progress: bool | None = None  # a live bar (True), plain lines (False), None: bar on a terminal
     tensorboard: bool = False
     stop_at_step: int | None = None  # for tests: stop (as if killed) after this step
     # evaluation at snapshots (metrics.jsonl, best.pt): every this many steps (None: with
@@ -353,13 +353,13 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     log = JsonLog(run / "log.jsonl", rt.main)
     sample_batch, sample_noise = _sample_inputs(test, opts.samples, cfg, opts.seed)
     writer = _tensorboard(run, opts.tensorboard and rt.main)
-    bar = _progress(opts.progress and rt.main)
+    bar = None
     clock = Clock(opts.minutes)
     last_ckpt = None
     eval_every = opts.ckpt_every if opts.eval_every is None else opts.eval_every
     evaluator = SnapshotEvaluator(
-        data=opts.data, test=test, text_encoder=text_encoder, image_encoder=image_encoder,
-        max_words=cfg.text.words_eval, num=opts.eval_captions, seed=opts.seed, device=dev,
+        cfg=cfg, data=opts.data, test=test, text_encoder=text_encoder,
+        image_encoder=image_encoder, num=opts.eval_captions, seed=opts.seed, device=dev,
         inception_weights=opts.inception_weights) if eval_every and rt.main else None
     best = _best_so_far(run) if evaluator else None
     pace = Pace(clock, opts.minutes, opts.min_steps, start_step=step)
@@ -395,6 +395,14 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     order, loader = epoch_loader(train, tr.batch_size, seed=opts.seed, rank=rt.rank,
                                  world=rt.world, workers=opts.workers,
                                  pin_memory=dev.type == "cuda")
+    if rt.main:  # moves every step, with an ETA from the step rate and the time budget
+        from dmgan.progress import Progress
+
+        total = tr.epochs * order.per_epoch if tr.epochs else None
+        if opts.max_steps is not None:
+            total = min(total or opts.max_steps, opts.max_steps)
+        bar = Progress(total, "train", unit="step", start=step, live=opts.progress,
+                       budget_s=opts.minutes * 60 if opts.minutes else None, stream=sys.stdout)
     while not finished():
         order.start(epoch, batch_in_epoch)
         for batch in loader:
@@ -409,6 +417,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
             step += 1
             batch_in_epoch += 1
             seen += len(batch.lengths) * rt.world
+            if bar is not None:
+                bar.update(1)
 
             # --- phase: log (host syncs only here) -------------------------------------
             for k, v in parts.items():
@@ -426,8 +436,9 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
                 if writer:
                     for k, v in record.items():
                         writer.add_scalar(k, v, step)
-                if rt.main:  # one progress line per run, not one per process
-                    _report(bar, record)
+                if bar is not None:  # one progress display per run, not one per process
+                    keys = ("g_total", "d0", "g_words", "images_per_s")
+                    bar.set_postfix(" ".join(f"{k} {record[k]}" for k in keys if k in record))
                 sums, t_log, seen, n_summed = {}, time.perf_counter(), 0, 0
             if rt.main:
                 for warning in pace.check(step):
@@ -452,8 +463,10 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
                     best = record
                     save_checkpoint(run / "best.pt", **snapshot_payload(), metrics=record)
                     line += " (best so far: best.pt)"
-                print(f"eval step {step}: {line}", flush=True)
+                (bar.write if bar is not None else print)(f"eval step {step}: {line}")
             if opts.stop_at_step is not None and step >= opts.stop_at_step:
+                if bar is not None:
+                    bar.close()
                 return TrainResult(step, run, last_ckpt)
             if finished():
                 break
@@ -561,24 +574,3 @@ def _tensorboard(run: Path, enabled: bool):
     except ImportError:
         raise DMGANError("--tensorboard needs the extra: pip install 'dmgan[tensorboard]'") from None
     return SummaryWriter(str(run / "tensorboard"))
-
-
-def _progress(enabled: bool | None):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(unit="step", dynamic_ncols=True)
-
-
-def _report(bar, record: dict) -> None:
-    keys = ("g_total", "d0", "g_words", "images_per_s")
-    if bar is not None:
-        bar.n = record["step"]
-        bar.set_postfix({k: record[k] for k in keys if k in record})
-        bar.refresh()
-    else:
-        text = " ".join(f"{k} {record[k]}" for k in keys if k in record)
-        print(f"step {record['step']} epoch {record['epoch']} {text}", flush=True)
