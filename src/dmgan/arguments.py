@@ -240,8 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --checkpoint: how many (default: all; shapes: 500)")
     s.add_argument("--save-images", help="with --checkpoint: keep the images (and their "
                    "captions.jsonl) in this folder")
-    s.add_argument("--metrics", nargs="+", choices=["fid", "is", "r_precision", "oracle"],
+    s.add_argument("--metrics", nargs="+",
+                   choices=["fid", "is", "r_precision", "oracle", "clip_score"],
                    help="default: oracle for --data shapes, else fid is")
+    s.add_argument("--clip-model", help="CLIP score: a local CLIP model folder in the Hugging "
+                   "Face layout (config.json, model.safetensors, vocab.json, merges.txt)")
     s.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "dmgan-legacy"],
                    help="Inception preprocessing and weights (recorded with every result)")
     s.add_argument("--inception-weights", help="pt_inception-2015-12-05-*.pth (pytorch-fid) or "

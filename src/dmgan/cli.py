@@ -82,7 +82,8 @@ def cmd_eval(args):
                         ref_stats=args.ref_stats, real=args.real, batch_size=args.batch_size,
                         device=resolve_device(args.device), splits=args.splits,
                         cache_dir=args.cache_dir, folds=args.folds,
-                        legacy_off_by_one=args.legacy_off_by_one, seed=args.seed)
+                        legacy_off_by_one=args.legacy_off_by_one, seed=args.seed,
+                        clip_model=args.clip_model)
     rows = evaluate_command(
         settings=settings, images=args.images, checkpoint=args.checkpoint, data=args.data,
         metrics=args.metrics, num_images=args.num_images, save_images=args.save_images,

@@ -9,6 +9,8 @@ in memory, with their captions) and the settings, and returns dict(name=value):
 - "is": {"inception_score", "inception_score_std"}; needs Inception weights;
 - "r_precision": {"r_precision", "r_precision_std"}; needs the DAMSM encoders and captions;
 - "oracle": the shapes oracle per attribute, "all" and "two_object_all" (shapes data);
+- "clip_score": {"clip_score", "clip_score_std"}; needs a local CLIP model folder
+  (dmgan.metrics.clip) and the captions' text.
 
 The math lives in dmgan.metrics' pure functions over features; this module gathers the
 features. Results go to a JSON-lines file, one row per value, with the mode and settings.
@@ -51,6 +53,7 @@ class CaptionedImage:
     path: Path
     caption: list[int]  # word ids
     class_id: int
+    text: str = ""
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Generated:
     captions: list[list[int]] | None = None
     classes: list[int] | None = None
     attributes: list[dict] | None = None
+    texts: list[str] | None = None  # the captions as text (CLIP score)
     statistics: tuple[np.ndarray, np.ndarray] | None = None  # Inception (mu, sigma), once made
 
     def __len__(self) -> int:
@@ -95,7 +99,8 @@ class Generated:
             return cls(str(folder), files=list_images(folder))
         items = read_captions_jsonl(captions, Path(folder), vocab)
         return cls(str(folder), files=[it.path for it in items],
-                   captions=[it.caption for it in items], classes=[it.class_id for it in items])
+                   captions=[it.caption for it in items], classes=[it.class_id for it in items],
+                   texts=[it.text for it in items])
 
 
 @dataclass
@@ -117,6 +122,7 @@ class Settings:
     text_encoder: torch.nn.Module | None = None  # DAMSM encoders (R-precision)
     image_encoder: torch.nn.Module | None = None
     max_words: int = 30
+    clip_model: str | None = None  # a local CLIP model folder (CLIP score)
     progress: bool = True
 
     def weights(self) -> str | None:
@@ -273,6 +279,28 @@ def _oracle(gen: Generated, s: Settings, inc: _Inception) -> dict[str, float]:
     return oracle_scores(images, gen.attributes, device=s.device)
 
 
+def _clip_score(gen: Generated, s: Settings, inc: _Inception) -> dict[str, float]:
+    from dmgan.metrics.clip import Clip
+
+    if not s.clip_model:
+        raise DMGANError("the CLIP score needs a local CLIP model folder (--clip-model DIR: "
+                         "config.json, model.safetensors, vocab.json, merges.txt)")
+    if gen.texts is None:
+        raise DMGANError("the CLIP score needs the images' captions (--captions on a folder)")
+    clip = Clip(s.clip_model, device=s.device)
+    scores = []
+    update, close = _progress(len(gen), "CLIP score", s.progress)
+    try:
+        for start in range(0, len(gen), s.batch_size):
+            stop = min(len(gen), start + s.batch_size)
+            scores.append(clip.score(gen.model_inputs(start, stop), gen.texts[start:stop]))
+            update(stop - start)
+    finally:
+        close()
+    values = np.concatenate(scores)
+    return {"clip_score": float(values.mean()), "clip_score_std": float(values.std())}
+
+
 @dataclass(frozen=True)
 class Metric:
     compute: Callable[[Generated, Settings, _Inception], dict[str, float]]
@@ -284,6 +312,7 @@ METRICS: dict[str, Metric] = {
     "is": Metric(_is, lambda s: s.mode),
     "r_precision": Metric(_r_precision, lambda s: "damsm"),
     "oracle": Metric(_oracle, lambda s: "shapes-oracle"),
+    "clip_score": Metric(_clip_score, lambda s: f"clip:{Path(s.clip_model or '?').name}"),
 }
 
 
@@ -312,6 +341,8 @@ def result_rows(results: dict[str, dict[str, float]], gen: Generated, settings: 
             detail["splits"] = settings.splits
         if metric == "r_precision":
             detail |= {"folds": settings.folds, "negatives": settings.negatives}
+        if metric == "clip_score":
+            detail["clip_model"] = str(settings.clip_model)
         for name, value in values.items():
             if name.endswith("_std"):
                 continue
@@ -338,7 +369,7 @@ def read_captions_jsonl(path: str | os.PathLike, folder: Path, vocab) -> list[Ca
             img, text, cls = obj["image"], obj["caption"], int(obj.get("class", n))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise DMGANError(f"{path}:{n}: expected {{\"image\", \"caption\", \"class\"}}") from None
-        out.append(CaptionedImage(folder / img, vocab.encode(text).ids, cls))
+        out.append(CaptionedImage(folder / img, vocab.encode(text).ids, cls, text))
     if not out:
         raise DMGANError(f"{path} lists no images")
     return out
@@ -403,7 +434,8 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
         captions = [samples[i].caption[: samples[i].length].tolist() for i in range(len(samples))]
         classes = [samples[i].class_id for i in range(len(samples))]
         gen = Generated("shapes test captions", tensors=images, captions=captions,
-                        classes=classes, attributes=attributes)
+                        classes=classes, attributes=attributes,
+                        texts=[a["caption"] for a in attributes])
     else:
         test = data
         if isinstance(data, str | Path):
@@ -421,7 +453,7 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
         generator.eval()
         chunks = []  # in memory; with save_to, each chunk goes to disk as it is made
         gen = Generated(f"{getattr(test, 'root', data)} test captions", captions=captions,
-                        classes=classes)
+                        classes=classes, texts=[test.vocab.decode(c) for c in captions])
         if save_to is not None:
             save_to.mkdir(parents=True, exist_ok=True)
         update, close = _progress(n, "generating", progress)
@@ -558,14 +590,21 @@ def evaluate_command(*, settings: Settings, images: str | None = None,
                                               what=f"the '{cfg.name}' DAMSM text encoder")
     if images:
         gen = Generated.folder(images)
-        if "r_precision" in metrics:
+        if "clip_score" in metrics and not captions:
+            raise DMGANError("the CLIP score on a folder needs --captions (captions.jsonl) and "
+                             "--vocab")
+        if "r_precision" in metrics or "clip_score" in metrics:
             from dmgan.data.vocab import Vocabulary
 
-            if not (captions and vocab and settings.text_encoder is not None):
-                raise DMGANError("R-precision on a folder needs --captions, --vocab and "
-                                 "--text-encoder (and --preset)")
-            if settings.image_encoder is None:
-                raise DMGANError("R-precision needs --image-encoder (the DAMSM image encoder file)")
+            if "r_precision" in metrics:
+                if not (captions and vocab and settings.text_encoder is not None):
+                    raise DMGANError("R-precision on a folder needs --captions, --vocab and "
+                                     "--text-encoder (and --preset)")
+                if settings.image_encoder is None:
+                    raise DMGANError("R-precision needs --image-encoder (the DAMSM image "
+                                     "encoder file)")
+            if not vocab:
+                raise DMGANError("captions on a folder need --vocab (the vocabulary JSON)")
             gen = Generated.folder(images, captions=captions, vocab=Vocabulary.load(vocab))
             settings.max_words = cfg.text.words_eval
         return result_rows(evaluate(gen, metrics, settings), gen, settings)
