@@ -23,7 +23,7 @@ import sys
 
 def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     import torch
-    from benchlib import count_flops, median_seconds, peak_memory_mib
+    from benchlib import count_flops, machine_record, median_seconds, peak_memory_mib
 
     from dmgan import build_generator, preset
 
@@ -61,6 +61,7 @@ def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
         "gflop_per_image": None if flops is None else round(flops / batch / 1e9, 2),
         "achieved_gflop_s": None if flops is None else round(flops / med / 1e9, 1),
         "peak_memory_mib": round(memory, 1), "memory_before_mib": round(rss_before, 1),
+        "machine": machine_record(dev),  # its conv probe, measured after the timing
     }
 
 

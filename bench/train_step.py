@@ -19,7 +19,13 @@ import argparse
 import json
 
 import torch
-from benchlib import conv_peak_flops, count_flops, median_seconds, peak_memory_mib
+from benchlib import (
+    conv_peak_flops,
+    count_flops,
+    machine_record,
+    median_seconds,
+    peak_memory_mib,
+)
 
 
 def main() -> None:
@@ -91,7 +97,9 @@ def main() -> None:
         "images_per_s": round(b / med, 2), "gflop_per_image": round(flops / b / 1e9, 1),
         "achieved_gflop_s": round(flops / med / 1e9, 1), "peak_gflop_s": round(peak / 1e9, 1),
         "peak_from": "--peak-tflops" if args.peak_tflops else "conv probe",
-        "utilisation": round(flops / med / peak, 3), "peak_memory_mib": round(memory)}))
+        "utilisation": round(flops / med / peak, 3), "peak_memory_mib": round(memory),
+        "machine": machine_record(dev, probe=False) | (
+            {} if args.peak_tflops else {"conv_probe_gflops": round(peak / 1e9, 1)})}))
 
 
 if __name__ == "__main__":

@@ -286,12 +286,26 @@ def test_readme_generate_explain_serve_examples(tmp_path, model_path):
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = re.search(r"<!-- readme:use -->\s*```bash\n(.*?)```", text, re.S).group(1)
     lines = [ln for ln in block.strip().splitlines() if ln.startswith("dmgan ")]
-    assert [shlex.split(ln)[1] for ln in lines] == ["generate", "generate", "explain"]
+    assert [shlex.split(ln)[1] for ln in lines] == ["generate", "generate", "generate",
+                                                    "explain"]
     extra = [] if bundled_model_path().is_file() else ["--checkpoint", str(model_path)]
     for line in lines:
         res = _dmgan(*shlex.split(line)[1:], *extra, cwd=tmp_path)
         assert res.returncode == 0, (line, res.stderr)
     assert (tmp_path / "explain.png").is_file() and (tmp_path / "out.png").is_file()
+    assert Image.open(tmp_path / "grid.png").size == (4 * 192 + 3 * 2, 64)  # 4 strips of 3 stages
+    assert len(list((tmp_path / "images").glob("*.png"))) == 8
+    assert Image.open(tmp_path / "images" / "000000.png").size == (256, 256)
+    assert len((tmp_path / "images" / "manifest.jsonl").read_text().splitlines()) == 8
+    # dmgan eval on the shapes data, as the README writes it (the bundled model)
+    if bundled_model_path().is_file():
+        shell = re.search(r"<!-- readme:eval-shapes -->\s*```bash\n(.*?)```", text, re.S).group(1)
+        args = shlex.split(shell.strip())
+        args[args.index("--checkpoint") + 1] = str(bundled_model_path())
+        res = _dmgan(*args[1:], "--out", str(tmp_path / "eval.jsonl"), cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        metrics = {json.loads(x)["metric"] for x in (tmp_path / "eval.jsonl").read_text().splitlines()}
+        assert {"colour", "shape", "all"} <= metrics
     code = next(c for c in re.findall(r"```python\n(.*?)```", text, re.S) if "DMGANPipeline" in c)
     if not bundled_model_path().is_file():
         code = code.replace("from_pretrained()", f"from_pretrained({str(model_path)!r})")
