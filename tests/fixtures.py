@@ -127,3 +127,30 @@ def make_coco(root: Path, *, n_train: int = 3, n_test: int = 2) -> Path:
         (coco / split).mkdir(parents=True, exist_ok=True)
         (coco / split / "filenames.pickle").write_bytes(py2_pickle(part))
     return coco
+
+
+def run_cli(*args, cwd=None, timeout=None):
+    """`dmgan ARGS` in this process (dmgan.cli.main), captured like subprocess.run: an
+    object with returncode, stdout and stderr. In-process saves the interpreter start and
+    the imports of a subprocess; an exception that escapes main() fails the test (what a
+    traceback would be for a user). `timeout` is accepted and ignored."""
+    import contextlib
+    import io
+    import os
+    import subprocess
+
+    from dmgan.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # argparse usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(["dmgan", *args], code, out.getvalue(), err.getvalue())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from conftest import SMALL, formula_state_dict
+from fixtures import run_cli
 from PIL import Image
 
 from dmgan import DMGAN, preset
@@ -19,8 +18,7 @@ from dmgan.nn import InceptionV3
 
 
 def _dmgan(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+    return run_cli(*args, cwd=cwd)  # in-process: no interpreter start per call
 
 
 def _folder(path, n, seed, size=48):

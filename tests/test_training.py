@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fixtures import run_cli
 
 from dmgan import DMGAN, preset
 from dmgan.checkpoint import load_checkpoint
@@ -135,14 +136,13 @@ def test_two_gloo_processes_hold_identical_weights(tmp_path, damsm):
             assert torch.equal(value, r1[part][key]), (part, key)
     assert (tmp_path / "run" / "ckpt-00000003.pt").is_file()  # rank 0 saved
     # rank 0 alone reports; logged statistics are means over the processes
-    assert "train: 3/3 step" in (tmp_path / "stdout0.txt").read_text()
+    assert "train: 3/3 (100%) step" in (tmp_path / "stdout0.txt").read_text()
     assert (tmp_path / "stdout1.txt").read_text() == ""
     assert r0["mean"] == r1["mean"] == {"x": 0.5, "y": 1.0}
 
 
-def _dmgan(*args):
-    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
-                          timeout=300)
+def _dmgan(*args, cwd=None):
+    return run_cli(*args, cwd=cwd)  # in-process: no interpreter start per call
 
 
 def test_bad_arguments_give_clear_errors(tmp_path, damsm):
@@ -173,7 +173,10 @@ def test_bad_arguments_give_clear_errors(tmp_path, damsm):
     assert res.returncode == 2 and "fp16 needs a CUDA device" in res.stderr
 
 
-def test_bf16_autocast_runs_on_cpu(tmp_path, damsm):
+def test_bf16_autocast_runs_on_cpu(tmp_path, damsm, monkeypatch):
+    from dmgan.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)  # a CPU without bf16 units
     with pytest.warns(UserWarning, match="slower than fp32"):
         result = train_gan(tiny_config(), _opts(tmp_path / "bf16", damsm, max_steps=2, amp="bf16",
                                                 device="cpu"))

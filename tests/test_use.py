@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import formula_state_dict, official_shapes
-from fixtures import py2_pickle
+from fixtures import py2_pickle, run_cli
 from PIL import Image
 
 from dmgan import DMGAN, DMGANError, preset
@@ -33,9 +33,8 @@ def pipe(model_path):
     return DMGANPipeline.from_pretrained(model_path)
 
 
-def _dmgan(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True, text=True,
-                          timeout=300, **kw)
+def _dmgan(*args, cwd=None):
+    return run_cli(*args, cwd=cwd)  # in-process: no interpreter start per call
 
 
 def test_same_seed_same_image_whatever_the_batch(pipe):

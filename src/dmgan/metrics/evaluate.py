@@ -18,6 +18,7 @@ features. Results go to a JSON-lines file, one row per value, with the mode and 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -139,6 +140,22 @@ def _progress(total: int, desc: str,
     return bar.update, bar.close
 
 
+@functools.lru_cache(maxsize=1)
+def _inception_of(weights: str | None, mode_name: str, stamp: tuple):
+    return load_inception(weights, get_mode(mode_name))
+
+
+def _cached_inception(weights: str | None, mode_name: str):
+    """The Inception network of a weights file, loaded once per process while the file is
+    unchanged (training evaluates at every snapshot)."""
+    try:
+        st = os.stat(weights) if weights else None
+        stamp = (st.st_mtime_ns, st.st_size) if st else ()
+    except OSError:
+        stamp = ()
+    return _inception_of(weights, mode_name, stamp)
+
+
 class _Inception:
     """The Inception network and the generated images' features, made once per evaluation
     (FID and IS share them)."""
@@ -153,7 +170,7 @@ class _Inception:
 
     def net(self):
         if self._net is None:
-            self._net = load_inception(self.s.weights(), self.mode)
+            self._net = _cached_inception(self.s.weights(), self.mode.name)
         return self._net
 
     def features(self, images: Generated | None = None, desc: str = "generated images") -> dict:

@@ -89,6 +89,14 @@ def check_amp(amp: str, rt: Runtime) -> None:
         raise DMGANError(f"--amp must be off, bf16 or fp16, got {amp!r}")
     if amp == "fp16" and rt.device.type != "cuda":
         raise DMGANError("--amp fp16 needs a CUDA device; use bf16 or off on CPU")
-    if amp == "bf16" and rt.device.type == "cpu":
+    if amp == "bf16" and rt.device.type == "cpu" and not cpu_has_bf16():
         warnings.warn("bf16 on this CPU is emulated and slower than fp32 (no bf16 units); "
                       "it is the fast path on a GPU", stacklevel=2)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN finds bf16 instructions on this CPU (AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
