@@ -67,6 +67,9 @@ def main() -> None:
     reals = [torch.rand(b, 3, s, s, device=dev).mul(2).sub(1).contiguous(memory_format=fmt)
              for s in cfg.generator.image_sizes]
     class_ids = torch.arange(b, device=dev)
+    # the shapes preset's contrast captions (train.contrast_negatives): random ones here
+    negatives = torch.randint(1, cfg.text.vocab_size, (b, t), device=dev)
+    use_negatives = cfg.train.contrast_negatives
     dtype = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     parts = GANParts(g=g, g_run=g_run, ds=ds, opt_g=opt_g, opt_ds=opt_ds, ema=ema,
                      text_encoder=te, image_encoder=ie, scaler=scaler)
@@ -76,7 +79,9 @@ def main() -> None:
     def step(i: int) -> None:
         # the training loop's own step (dmgan.train.gan.train_step), on random data
         train_step(parts, cfg, rt, real=reals, captions=caps, lengths=lens, class_ids=class_ids,
-                   noise_gen=noise_gen, step=i, amp=args.amp)
+                   noise_gen=noise_gen, step=i, amp=args.amp,
+                   negatives=negatives if use_negatives else None,
+                   negative_lengths=lens if use_negatives else None)
 
     med = median_seconds(step, args.repeats, dev)
     memory = peak_memory_mib(dev)

@@ -57,3 +57,11 @@ def assert_close(actual: torch.Tensor, expected, *, name: str = "") -> None:
     expected = torch.as_tensor(np.asarray(expected)).float()
     actual = actual.detach().float().reshape(expected.shape)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """The machine probes (dmgan.tuning) cache into a folder of this test session, not ~."""
+    import os
+
+    os.environ["DMGAN_CACHE"] = str(tmp_path_factory.mktemp("dmgan-cache"))

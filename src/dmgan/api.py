@@ -65,8 +65,10 @@ class DMGAN(nn.Module):
         load_network(model.generator, payload, gen, os.fspath(path))
         return model
 
-    def optimize_for_inference(self, *, channels_last: bool = True) -> DMGAN:
-        """Fold batch norms into their convs and use channels_last (the CPU fast path).
+    def optimize_for_inference(self, *, channels_last: bool | None = None) -> DMGAN:
+        """Fold batch norms into their convs and choose the memory layout: channels_last
+        (True), contiguous (False), or (None) the one a probe measured faster on this
+        machine for this model (dmgan.tuning, cached; channels_last on a GPU).
 
         The same function up to float rounding; the model cannot be trained afterwards.
         """
@@ -74,6 +76,13 @@ class DMGAN(nn.Module):
 
         self.generator = fold_batch_norm(self.generator)
         self.inference_only = True
+        if channels_last is None:
+            channels_last = True
+            if next(self.generator.parameters()).device.type == "cpu":
+                from dmgan.tuning import probe_layout
+
+                channels_last = probe_layout(self.generator.eval(), self.config)[0]
+        self.layout = "channels_last" if channels_last else "contiguous"
         if channels_last:
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self.eval()

@@ -55,16 +55,25 @@ def available_cores() -> int:
 MAX_AUTO_THREADS = 8
 
 
-def configure_threads(requested: int | None = None) -> tuple[int, str]:
+def configure_threads(requested: int | None = None, *, cfg=None,
+                      batch: int | None = None) -> tuple[int, str]:
     """Set torch's intra-op threads; returns (threads, why) for the log.
 
     requested: an explicit count (a command's `--threads`). Otherwise OMP_NUM_THREADS
-    when the user set it, else the cores this process may use, capped at MAX_AUTO_THREADS.
+    when the user set it; else, given the preset (`cfg`) and `batch`, the count a probe
+    measured fastest on this machine (dmgan.tuning, cached); else the cores this process
+    may use, capped at MAX_AUTO_THREADS.
     """
     if requested is not None:
         n, why = requested, "--threads"
     elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         n, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    elif cfg is not None and batch and available_cores() > 1:
+        from dmgan.tuning import probe_threads
+
+        n, times, hit = probe_threads(cfg, batch)
+        why = ("measured fastest: " + ", ".join(f"{k}: {v:.3f} s" for k, v in times.items())
+               + (" (cached)" if hit else ""))
     else:
         cores = available_cores()
         n = min(cores, MAX_AUTO_THREADS)

@@ -174,7 +174,8 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int
     def health() -> dict:
         cfg = pipeline.model.config
         return {"status": "ok", "preset": cfg.name, "vocabulary": len(pipeline.vocab),
-                "image_size": cfg.generator.image_sizes[-1]}
+                "image_size": cfg.generator.image_sizes[-1], "device": str(pipeline.device),
+                "layout": getattr(pipeline.model, "layout", None)}
 
     return app
 

@@ -95,7 +95,8 @@ def pretrain_damsm(
     the test R@1, measured every `check_every` steps on 500 test samples, reaches it."""
     torch.manual_seed(seed)
     dev = resolve_device(device)
-    n_threads, why = configure_threads(threads)
+    n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
+                                       batch=cfg.damsm.batch_size)
     print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
           flush=True)
     d = cfg.damsm

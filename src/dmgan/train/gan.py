@@ -281,7 +281,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
 
 def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> TrainResult:
     dev = rt.device
-    threads, why = configure_threads(opts.threads)
+    threads, why = configure_threads(opts.threads, cfg=cfg if dev.type == "cpu" else None,
+                                     batch=cfg.train.batch_size)
     if rt.main:
         print(f"device {dev}; {threads} CPU threads ({why}); {opts.workers} data workers"
               + (f"; {rt.world} processes" if rt.world > 1 else ""), flush=True)

@@ -1,0 +1,134 @@
+"""Choices that depend on the machine, made by measuring on it: a short probe the first
+time a command meets a (machine, torch, network, batch) combination, then cached.
+
+- the CPU thread count of a training process (`probe_threads`): the preset's generator,
+  forward and backward at the training batch, timed at 1, 2, 4, ... threads up to the
+  cores this process may use; the fastest wins, ties (within 5%) go to fewer threads;
+- the memory layout of inference (`probe_layout`): the generator prepared for inference
+  (batch norms folded) in contiguous and in channels_last layout, timed at batch 1.
+
+The cache is a JSON file (`$DMGAN_CACHE` or ~/.cache/dmgan/probes.json) keyed by the CPU
+model, the cores, the torch version and what was probed; each entry keeps the times, so
+the log can say why. A probe that cannot write its cache still answers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from dmgan.fileio import atomic_write_text
+
+TIE = 1.05  # within 5% of the fastest counts as as fast
+
+
+def cache_path() -> Path:
+    root = os.environ.get("DMGAN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "dmgan")
+    return Path(root) / "probes.json"
+
+
+def _machine_key() -> str:
+    from dmgan.device import available_cores
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu}|{available_cores()} cores|torch {torch.__version__}"
+
+
+def _cached(what: str, measure) -> tuple[dict, bool]:
+    """(entry, from_cache): the cached entry for `what` on this machine, or measure() stored."""
+    path, key = cache_path(), f"{_machine_key()}|{what}"
+    try:
+        table = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        table = {}
+    if key in table:
+        return table[key], True
+    entry = measure()
+    table[key] = entry
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(table, indent=1))
+    except OSError:
+        pass  # a read-only home: measured again next time
+    return entry, False
+
+
+def _seconds(fn, repeats: int = 3) -> float:
+    fn()  # warm-up (allocations, kernel choice)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _inputs(cfg, batch: int, words: int = 12):
+    d = cfg.text.embed_dim
+    gen = torch.Generator().manual_seed(0)
+    return (torch.randn(batch, cfg.generator.z_dim, generator=gen),
+            torch.randn(batch, d, generator=gen), torch.randn(batch, d, words, generator=gen),
+            torch.zeros(batch, words, dtype=torch.bool))
+
+
+def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
+    """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator."""
+    from dmgan.device import available_cores
+    from dmgan.models import build_generator
+
+    cores = available_cores()
+    candidates = sorted({1, cores} | {n for n in (2, 4, 8, 16, 32, 64) if n < cores})
+
+    def measure() -> dict:
+        g = build_generator(cfg).train().to(memory_format=torch.channels_last)
+        inputs = _inputs(cfg, batch)
+        before = torch.get_num_threads()
+        times = {}
+        try:
+            for n in candidates:
+                torch.set_num_threads(n)
+
+                def step():
+                    out = g(*inputs)
+                    sum(x.float().mean() for x in out.images).backward()
+
+                times[str(n)] = round(_seconds(step, repeats=2), 4)
+        finally:
+            torch.set_num_threads(before)
+        return {"times_s": times}
+
+    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {batch}", measure)
+    times = {int(k): v for k, v in entry["times_s"].items()}
+    best = min(times.values())
+    return min(n for n, t in times.items() if t <= best * TIE), times, hit
+
+
+def probe_layout(generator: torch.nn.Module, cfg, batch: int = 1) -> tuple[bool, dict, bool]:
+    """(channels_last, {layout: seconds}, from_cache) for inference with this generator
+    (batch norms already folded, eval mode)."""
+
+    def measure() -> dict:
+        inputs = _inputs(cfg, batch)
+        times = {}
+        for layout, fmt in (("contiguous", torch.contiguous_format),
+                            ("channels_last", torch.channels_last)):
+            g = copy.deepcopy(generator).to(memory_format=fmt)
+            with torch.inference_mode():
+                times[layout] = round(_seconds(lambda g=g: g(*inputs)), 4)
+        return {"times_s": times}
+
+    what = f"layout|{cfg.name}|{cfg.generator.gf_dim}|{torch.get_num_threads()} threads|batch {batch}"
+    entry, hit = _cached(what, measure)
+    times = entry["times_s"]
+    return times["channels_last"] <= times["contiguous"] * TIE, times, hit

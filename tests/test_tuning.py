@@ -1,0 +1,47 @@
+"""Choices measured on the machine at run time (dmgan.tuning): thread count and layout."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from dmgan import preset
+from dmgan.device import available_cores, configure_threads
+from dmgan.tuning import cache_path, probe_layout, probe_threads
+
+
+def test_the_thread_probe_picks_a_measured_count_and_caches_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("DMGAN_CACHE", str(tmp_path))
+    cfg = preset("tiny")
+    n, times, hit = probe_threads(cfg, 4)
+    assert not hit and 1 <= n <= available_cores() and n in times
+    assert min(times.values()) * 1.05 >= times[n]  # the fastest, or as fast with fewer
+    again = probe_threads(cfg, 4)
+    assert again[2] and again[0] == n  # from the cache
+    entry = next(iter(json.loads(cache_path().read_text()).values()))
+    assert set(entry["times_s"]) == {str(k) for k in times}
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        threads, why = configure_threads(cfg=cfg, batch=4)
+        assert threads == n and "measured fastest" in why and "(cached)" in why
+        assert configure_threads(3)[1] == "--threads"
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert configure_threads(cfg=cfg, batch=4) == (1, "OMP_NUM_THREADS")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_layout_probe_answers_even_when_it_cannot_cache(monkeypatch, tmp_path):
+    from dmgan import DMGAN
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("DMGAN_CACHE", str(blocked))  # the cache cannot be written
+    model = DMGAN.from_preset("tiny").optimize_for_inference()
+    assert model.layout in ("channels_last", "contiguous")
+    cl, times, hit = probe_layout(model.generator, model.config)
+    assert not hit and set(times) == {"contiguous", "channels_last"} and isinstance(cl, bool)
+    # fixed by the caller: no probe
+    assert DMGAN.from_preset("tiny").optimize_for_inference(channels_last=False).layout == "contiguous"
