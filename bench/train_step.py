@@ -58,8 +58,9 @@ def main() -> None:
     ie = build_image_encoder(cfg).to(dev, memory_format=fmt).eval().requires_grad_(False)
     ema = EMA(g, cfg.train.ema_decay, False)
     g_run = torch.compile(g) if args.compile else g
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_ds = [torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999)) for d in ds]
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+    opt_ds = [torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+              for d in ds]
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
     b, t = args.batch, args.words
     caps = torch.randint(1, cfg.text.vocab_size, (b, t), device=dev)

@@ -311,3 +311,21 @@ def test_batch_size_one_is_refused_with_the_reason():
 
     with pytest.raises(ConfigError, match="batch norm needs two images"):
         override(tiny_config(), ["train.batch_size=1"])
+
+
+def test_a_grad_scaler_state_round_trips_through_a_checkpoint(tmp_path):
+    """fp16 training saves its GradScaler: the state (scale, growth tracker) read back from a
+    checkpoint (weights_only) restores a scaler exactly (CPU scaler: the state is the same)."""
+    from dmgan.checkpoint import save_checkpoint
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**14, growth_interval=7)
+    scaler._lazy_init_scale_growth_tracker(torch.device("cpu"))
+    scaler._scale.fill_(4096.0)
+    scaler._growth_tracker.fill_(3)
+    state = scaler.state_dict()
+    save_checkpoint(tmp_path / "c.pt", config=tiny_config(), networks={}, grad_scaler=state)
+    _, payload = load_checkpoint(tmp_path / "c.pt")
+    back = torch.amp.GradScaler("cpu")
+    back.load_state_dict(payload["grad_scaler"])
+    assert back.state_dict() == state and back.get_scale() == 4096.0
+    assert back.state_dict()["_growth_tracker"] == 3 and back.state_dict()["growth_interval"] == 7

@@ -2,7 +2,7 @@
 time a command meets a (machine, torch, network, batch) combination, then cached.
 
 - the CPU thread count of a training process (`probe_threads`): the preset's generator,
-  forward and backward at the training batch, timed at 1, 2, 4, ... threads up to the
+  forward and backward at the training batch (at most 4), timed at 1, 2, 4, ... threads up to the
   cores this process may use; the fastest wins, ties (within 5%) go to fewer threads;
 - the memory layout of inference (`probe_layout`): the generator prepared for inference
   (batch norms folded) in contiguous and in channels_last layout, timed at batch 1.
@@ -82,8 +82,12 @@ def _inputs(cfg, batch: int, words: int = 12):
             torch.zeros(batch, words, dtype=torch.bool))
 
 
+PROBE_BATCH = 4  # at most: the probe stays a few seconds for the large presets
+
+
 def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
-    """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator."""
+    """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator
+    (forward and backward, at the batch or PROBE_BATCH, whichever is smaller)."""
     from dmgan.device import available_cores
     from dmgan.models import build_generator
 
@@ -92,7 +96,7 @@ def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
 
     def measure() -> dict:
         g = build_generator(cfg).train().to(memory_format=torch.channels_last)
-        inputs = _inputs(cfg, batch)
+        inputs = _inputs(cfg, max(2, min(batch, PROBE_BATCH)))
         before = torch.get_num_threads()
         times = {}
         try:
@@ -108,7 +112,8 @@ def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
             torch.set_num_threads(before)
         return {"times_s": times}
 
-    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {batch}", measure)
+    probe = max(2, min(batch, PROBE_BATCH))
+    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {probe}", measure)
     times = {int(k): v for k, v in entry["times_s"].items()}
     best = min(times.values())
     return min(n for n, t in times.items() if t <= best * TIE), times, hit

@@ -95,10 +95,6 @@ def pretrain_damsm(
     the test R@1, measured every `check_every` steps on 500 test samples, reaches it."""
     torch.manual_seed(seed)
     dev = resolve_device(device)
-    n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
-                                       batch=cfg.damsm.batch_size)
-    print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
-          flush=True)
     d = cfg.damsm
     sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
     train = open_data(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
@@ -107,11 +103,16 @@ def pretrain_damsm(
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
                          f"{d.batch_size}: pass --batch-size {max(2, len(train))} or less")
+    # the inputs are good: now the thread count (a probe the first time on this machine)
+    n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
+                                       batch=cfg.damsm.batch_size)
+    print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
+          flush=True)
     text_encoder = build_text_encoder(cfg).to(dev)
     image_encoder = build_image_encoder(cfg).freeze_trunk().to(dev)
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=d.lr, betas=(0.5, 0.999))
+    opt = torch.optim.Adam(params, lr=d.lr, betas=(0.5, 0.999), foreach=True)
     make_run_folder(out)
     log = JsonLog(out / "damsm-log.jsonl", True)
     clock, step, lr = Clock(minutes), 0, d.lr
