@@ -118,3 +118,25 @@ def test_checkpoint_plus_dataset(tmp_path, fid_weights):
     made = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert made and Image.open(tmp_path / "out" / made[0]).size == (256, 256)
     assert (tmp_path / "out" / "captions.jsonl").is_file()
+
+
+def test_generated_images_with_their_captions_are_a_dataset_folder(tmp_path):
+    """One captions.jsonl schema: what eval --save-images writes opens as a custom dataset,
+    and a dataset's captions.jsonl ("captions": a list) reads as an eval captions file."""
+    from dmgan.data.datasets import open_dataset
+    from dmgan.metrics.evaluate import read_captions_jsonl
+    from dmgan.pipeline import bundled_model_path
+
+    folder = tmp_path / "gen"
+    res = _dmgan("eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",
+                 "--num-images", "10", "--save-images", str(folder))
+    assert res.returncode == 0, res.stderr
+    data = open_dataset(folder, "train", image_sizes=(64,), max_words=30)
+    test = open_dataset(folder, "test", image_sizes=(64,), max_words=30)
+    assert len(data) + len(test) == 10
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "captions.jsonl").write_text(
+        json.dumps({"image": "a.png", "captions": ["w1 w2", "w3"], "class": 4}) + "\n")
+    vocab = Vocabulary(["<end>", "w1", "w2", "w3"])
+    (item,) = read_captions_jsonl(tmp_path / "ds" / "captions.jsonl", tmp_path / "ds", vocab)
+    assert item.caption == [1, 2] and item.class_id == 4 and item.text == "w1 w2"

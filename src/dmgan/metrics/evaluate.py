@@ -373,7 +373,9 @@ def result_rows(results: dict[str, dict[str, float]], gen: Generated, settings: 
 
 def read_captions_jsonl(path: str | os.PathLike, folder: Path, vocab) -> list[CaptionedImage]:
     """A folder's captions file: lines {"image": path relative to the folder, "caption":
-    text, "class": int} (the format `dmgan eval --save-images` writes)."""
+    text (or "captions": a list, the first is used), "class": int}. One schema with the
+    custom dataset layout's captions.jsonl (dmgan.data.datasets): what `dmgan eval
+    --save-images` writes is also a dataset folder."""
     out = []
     path = Path(path)
     if not path.is_file():
@@ -383,8 +385,11 @@ def read_captions_jsonl(path: str | os.PathLike, folder: Path, vocab) -> list[Ca
             continue
         try:
             obj = json.loads(line)
-            img, text, cls = obj["image"], obj["caption"], int(obj.get("class", n))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            text = obj["caption"] if "caption" in obj else obj["captions"][0]
+            img, cls = obj["image"], int(obj.get("class", n))
+            if not isinstance(text, str) or not isinstance(img, str):
+                raise TypeError
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
             raise DMGANError(f"{path}:{n}: expected {{\"image\", \"caption\", \"class\"}}") from None
         out.append(CaptionedImage(folder / img, vocab.encode(text).ids, cls, text))
     if not out:
