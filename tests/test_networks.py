@@ -239,3 +239,26 @@ def test_generator_under_torch_compile_matches_eager():
     torch.testing.assert_close(outs[1][0], outs[0][0], rtol=1e-5, atol=1e-5)
     for a, b in zip(outs[1][1], outs[0][1], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_norm_reads_a_channels_last_weight_without_changing_anything():
+    """SNConv2d reads a channels_last weight in its own order (no copy of the weight per
+    forward); outputs, the updated u and v (in the released order) and the weight's
+    gradient equal those of the contiguous weight (float64)."""
+    from dmgan.nn.layers import SNConv2d
+
+    torch.manual_seed(0)
+    a = SNConv2d(in_ch=8, out_ch=16, kernel_size=4, stride=2, padding=1).double()
+    b = SNConv2d(in_ch=8, out_ch=16, kernel_size=4, stride=2, padding=1).double()
+    b.load_state_dict(a.state_dict())
+    b.to(memory_format=torch.channels_last)
+    assert not b.weight.is_contiguous()
+    x = torch.randn(2, 8, 16, 16, dtype=torch.float64)
+    for _ in range(2):  # the second forward starts from the updated u
+        ya, yb = a(x), b(x.contiguous(memory_format=torch.channels_last))
+        torch.testing.assert_close(ya, yb, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a.u, b.u, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(a.v, b.v, rtol=1e-12, atol=1e-12)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    torch.testing.assert_close(a.weight.grad, b.weight.grad, rtol=1e-10, atol=1e-12)

@@ -174,16 +174,28 @@ class SNConv2d(nn.Module):
         self.register_buffer("u", _l2_normalize(torch.randn(out_ch)))
         self.register_buffer("v", _l2_normalize(torch.randn(width)))
 
+    def _matrix(self):
+        """W as an (out, in*k*k) matrix without copying it, and the map of a vector in that
+        matrix's column order back to the released (in, k, k) order of `v`. A channels_last
+        weight is read in its (out, k, k, in) order: reshaping it the released way would
+        copy the whole weight on every forward (33 MB for the bird D's largest conv)."""
+        w = self.weight
+        o, i, kh, kw = w.shape
+        if w.is_contiguous() or not w.is_contiguous(memory_format=torch.channels_last):
+            return w.reshape(o, -1), lambda v: v
+        return (w.permute(0, 2, 3, 1).reshape(o, -1),
+                lambda v: v.view(kh, kw, i).permute(2, 0, 1).reshape(-1))
+
     def sigma(self) -> torch.Tensor:
         """One power iteration (updating u, v), then the estimate u . (W v), differentiable in W."""
-        w = self.weight.reshape(self.weight.shape[0], -1)
+        w, released_order = self._matrix()
         with torch.no_grad():
             v = _l2_normalize(w.t().mv(self.u))
             u = _l2_normalize(w.mv(v))
             # Copy into the buffers; the fresh u, v (not the buffers) enter the graph, so a
             # later forward's update cannot invalidate a pending backward.
             self.u.copy_(u)
-            self.v.copy_(v)
+            self.v.copy_(released_order(v))
         return torch.dot(u, w.mv(v))
 
     def normalized_weight(self) -> torch.Tensor:
