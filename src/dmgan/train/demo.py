@@ -105,8 +105,11 @@ def judge_run(cfg: DMGANConfig, checkpoint: Path, *, n: int, seed: int,
     ceiling = real_ceiling(data)
     two = sum(len(data[i].attributes["objects"]) == 2 for i in range(n))
     for name in ("generator_ema", "generator") if live else ("generator_ema",):
+        t0 = time.monotonic()
         values, _ = evaluate_checkpoint(checkpoint, "shapes", ["oracle"], network=name,
                                         settings=Settings(seed=seed, progress=False), num_images=n)
+        print(f"judged {checkpoint.name} ({name}) on {n} held-out captions in "
+              f"{time.monotonic() - t0:.1f} s: {verdict(values['oracle'])}", flush=True)
         report[name] = {"generated": values["oracle"], "real": ceiling, "captions": n,
                         "two_object_captions": two}
     report["verdict"] = "EMA generator: " + verdict(report["generator_ema"]["generated"])
