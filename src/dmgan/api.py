@@ -14,7 +14,7 @@ import os
 import torch
 from torch import nn
 
-from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
+from dmgan.checkpoint import generator_name, load_checkpoint, load_network, save_checkpoint
 from dmgan.config import DMGANConfig, preset
 from dmgan.errors import DMGANError
 from dmgan.models import build_discriminators, build_generator, build_text_encoder
@@ -59,9 +59,8 @@ class DMGAN(nn.Module):
         """
         config, payload = load_checkpoint(path, expect_preset=expect_preset)
         model = cls(config, vocab=payload.get("vocab"))
-        nets = payload.get("networks", {})
         load_network(model.text_encoder, payload, "text_encoder", os.fspath(path))
-        gen = "generator_ema" if "generator_ema" in nets else "generator"
+        gen = generator_name(payload)
         load_network(model.generator, payload, gen, os.fspath(path))
         return model
 
@@ -125,9 +124,10 @@ class DMGAN(nn.Module):
 
 def released_discriminators(config: DMGANConfig, paths: list[PathLike]) -> nn.ModuleList:
     """The released netD0, netD1, ... files, one per stage, in order."""
+    from dmgan.released import check_discriminator_files
+
+    check_discriminator_files(config, paths)
     ds = build_discriminators(config)
-    if len(paths) != len(ds):
-        raise ValueError(f"preset '{config.name}' has {len(ds)} discriminators, got {len(paths)} files")
     for i, (d, p) in enumerate(zip(ds, paths, strict=True)):
         load_released(d, p, what=f"the '{config.name}' discriminator netD{i}")
     return ds

@@ -116,6 +116,11 @@ def load_network(module: nn.Module, payload: Mapping[str, Any], name: str, path:
     module.load_state_dict(state)
 
 
+def generator_name(payload: Mapping[str, Any]) -> str:
+    """The generator inference uses from a checkpoint: the EMA generator when it has one."""
+    return "generator_ema" if "generator_ema" in payload.get("networks", {}) else "generator"
+
+
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note: str = "",
                  scores: dict | None = None, half: bool = False) -> list[Path]:
     """A training checkpoint -> a small inference file (EMA generator, text encoder,
@@ -124,7 +129,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note:
     takes). Returns the paths written."""
     cfg, payload = load_checkpoint(checkpoint)
     nets = payload.get("networks", {})
-    gen = "generator_ema" if "generator_ema" in nets else "generator"
+    gen = generator_name(payload)
     if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
         raise CheckpointError(f"{checkpoint} lacks a generator, text encoder or vocabulary")
 

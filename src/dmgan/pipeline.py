@@ -68,9 +68,10 @@ class DMGANPipeline:
     """
 
     def __init__(self, model: DMGAN, vocab: Vocabulary):
-        if len(vocab) != model.config.text.vocab_size:
-            raise CheckpointError(f"the vocabulary has {len(vocab)} words, the model "
-                                  f"{model.config.text.vocab_size}")
+        from dmgan.data.open import check_vocab
+
+        check_vocab(model.config, vocab, source="the vocabulary", error=CheckpointError,
+                    hint="not this model's vocabulary")
         self.model, self.vocab = model.eval(), vocab
 
     @classmethod

@@ -144,6 +144,16 @@ def load_released(
     return module
 
 
+def check_discriminator_files(cfg, paths) -> None:
+    """One released netD file per discriminator of the preset, or a clear error."""
+    from dmgan.errors import DMGANError
+
+    want = len(cfg.generator.image_sizes)
+    if len(paths) != want:
+        raise DMGANError(f"preset '{cfg.name}' has {want} discriminators; got {len(paths)} "
+                         f"netD files")
+
+
 def check_released_files(preset_name: str, *, netG=None, text_encoder=None,  # noqa: N803
                          netD=None) -> list[str]:  # noqa: N803
     """Load released .pth files into a preset's networks; one "ok" line per file, or a
@@ -159,10 +169,8 @@ def check_released_files(preset_name: str, *, netG=None, text_encoder=None,  # n
     if text_encoder:
         jobs.append(("text encoder", build_text_encoder(cfg), text_encoder))
     if netD:
+        check_discriminator_files(cfg, netD)
         ds = build_discriminators(cfg, init=False)
-        if len(netD) != len(ds):
-            raise DMGANError(f"preset '{cfg.name}' has {len(ds)} discriminators; "
-                             f"--netD got {len(netD)} files")
         jobs += [(f"netD{i}", d, p) for i, (d, p) in enumerate(zip(ds, netD, strict=True))]
     if not jobs:
         raise DMGANError("nothing to check: give --netG, --text-encoder and/or --netD")
@@ -189,15 +197,14 @@ def convert_released(preset_name: str, *, netG, text_encoder, captions,  # noqa:
     from dmgan.api import DMGAN
     from dmgan.checkpoint import save_checkpoint
     from dmgan.config import preset
+    from dmgan.data.open import check_vocab
     from dmgan.data.vocab import load_captions_pickle
-    from dmgan.errors import DMGANError
     from dmgan.models import build_image_encoder
 
     words = load_captions_pickle(captions).vocab
     cfg = preset(preset_name)
-    if len(words) != cfg.text.vocab_size:
-        raise DMGANError(f"{captions} has {len(words)} words; preset '{cfg.name}' expects "
-                         f"{cfg.text.vocab_size}")
+    check_vocab(cfg, words, source=str(captions), hint="the captions.pickle of the dataset "
+                "this preset was released for")
     model = DMGAN.from_released(cfg.name, netG=netG, text_encoder=text_encoder)
     extra = {}
     if image_encoder:

@@ -35,9 +35,11 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
                         captions_per_image=cfg.text.captions_per_image)
 
 
-def check_vocab(cfg: DMGANConfig, vocab) -> None:
-    """The data's vocabulary must be the size of the preset's text encoder."""
+def check_vocab(cfg: DMGANConfig, vocab, *, source: str = "the data's vocabulary",
+                hint: str | None = None, error: type[DMGANError] = DMGANError) -> None:
+    """A vocabulary (`source`: where it comes from, for the message) must be the size of the
+    text encoder of `cfg`; `hint` says what to do (default: --vocab-size for training)."""
     if len(vocab) != cfg.text.vocab_size:
-        raise DMGANError(f"the data's vocabulary has {len(vocab)} words but preset '{cfg.name}' "
-                         f"expects {cfg.text.vocab_size}: pass --vocab-size {len(vocab)} "
-                         f"(or the matching preset)")
+        hint = hint or f"pass --vocab-size {len(vocab)} (or the matching preset)"
+        raise error(f"{source} has {len(vocab)} words but preset '{cfg.name}' expects "
+                    f"{cfg.text.vocab_size}: {hint}")

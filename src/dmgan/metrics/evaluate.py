@@ -461,14 +461,12 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
     else:
         test = data
         if isinstance(data, str | Path):
-            from dmgan.data.open import open_data
+            from dmgan.data.open import check_vocab, open_data
 
             test = open_data(cfg, str(data), "test", max_words=cfg.text.words_eval,
                              image_sizes=cfg.generator.image_sizes[-1:])
-            if len(test.vocab) != cfg.text.vocab_size:
-                raise DMGANError(f"the dataset's vocabulary has {len(test.vocab)} words, the "
-                                 f"model's text encoder {cfg.text.vocab_size}: not the data it "
-                                 f"was trained on")
+            check_vocab(cfg, test.vocab, source=f"the vocabulary of {data}",
+                        hint="not the data the model was trained on")
         n = min(num_images or len(test), len(test))
         captions, classes = _first_captions(test, n, cfg.text.words_eval)
         was_training = generator.training
@@ -554,12 +552,12 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, data, metrics: Sequence[s
     R-precision uses the checkpoint's own DAMSM image encoder unless the settings give one.
     This is what `dmgan eval --checkpoint` and the demo's report run; training's snapshots
     call evaluate_generator on the live EMA generator."""
-    from dmgan.checkpoint import load_checkpoint, load_network
+    from dmgan.checkpoint import generator_name, load_checkpoint, load_network
     from dmgan.models import build_generator, build_image_encoder, build_text_encoder
 
     cfg, payload = load_checkpoint(checkpoint)
     nets = payload.get("networks", {})
-    name = network or ("generator_ema" if "generator_ema" in nets else "generator")
+    name = network or generator_name(payload)
     where = os.fspath(checkpoint)
     generator, text_encoder = build_generator(cfg, init=False), build_text_encoder(cfg)
     load_network(generator, payload, name, where)
