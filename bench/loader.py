@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def make_cub_fixture(root: Path, n: int) -> Path:
@@ -89,11 +90,14 @@ def main() -> None:
         cub = open_dataset(make_cub_fixture(Path(tmp), n), "train",
                            image_sizes=bird_cfg.generator.image_sizes,
                            max_words=bird_cfg.text.words_train)
+        from benchlib import machine_record
+
+        machine = {"machine": machine_record(probe=False)}
         for w in args.workers:
             print(json.dumps({"dataset": "shapes 16/32/64"} | measure(
-                shapes, args.batch, args.batches, w, args.repeats)), flush=True)
+                shapes, args.batch, args.batches, w, args.repeats) | machine), flush=True)
             print(json.dumps({"dataset": "cub-layout 64/128/256"} | measure(
-                cub, args.batch, args.batches, w, args.repeats)), flush=True)
+                cub, args.batch, args.batches, w, args.repeats) | machine), flush=True)
 
 
 if __name__ == "__main__":

@@ -79,9 +79,17 @@ def main() -> None:
     p.add_argument("--modes", nargs="+", default=["pytorch-fid"])
     p.add_argument("--fid-dim", type=int, default=2048)
     args = p.parse_args()
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchlib import machine_record
+
+    machine = {"machine": machine_record()}
     for mode in args.modes:
-        print(json.dumps(bench_extraction(args.images, args.batch, args.repeats, mode)), flush=True)
-    print(json.dumps(bench_fid(args.fid_dim, args.repeats)), flush=True)
+        print(json.dumps(bench_extraction(args.images, args.batch, args.repeats, mode) | machine),
+              flush=True)
+    print(json.dumps(bench_fid(args.fid_dim, args.repeats) | machine), flush=True)
 
 
 if __name__ == "__main__":

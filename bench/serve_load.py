@@ -87,6 +87,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(10)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchlib import machine_record
+
+    summary["machine"] = machine_record(probe=False)
     print(json.dumps(summary))
     if args.out:
         Path(args.out).write_text(json.dumps(summary))

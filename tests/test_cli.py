@@ -156,13 +156,21 @@ def test_readme_lists_the_bundled_models_vocabulary():
     assert listed == [w for w in vocab if w != "<end>"]
 
 
-def test_readme_bundled_model_command_is_the_demo():
-    lines = _readme_block("readme:bundled").strip().splitlines()
-    demo = shlex.split(lines[0])
-    assert demo[:2] == ["OMP_NUM_THREADS=1", "dmgan"] and demo[2] == "demo"
-    args = build_parser().parse_args(demo[2:])
-    assert args.out == "runs/bundled" and args.minutes > 15
-    assert lines[1] == "cp runs/bundled/model.pt src/dmgan/assets/shapes_model.pt"
+def test_readme_bundled_model_commands_parse_and_chain():
+    """The bundled model's recipe: the demo, a resumed training of the same run folder,
+    the best snapshot exported into the package."""
+    lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
+    demo, resume, export = lines
+    assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
+    d = build_parser().parse_args(demo[2:])
+    assert d.out == "runs/bundled" and d.minutes > 15
+    assert resume[:3] == ["OMP_NUM_THREADS=1", "dmgan", "train"]
+    r = build_parser().parse_args(resume[2:])
+    assert r.resume and r.out == d.out and r.preset == "shapes" and r.data == "shapes"
+    assert r.damsm == f"{d.out}/damsm/damsm.pt" and r.workers == d.workers
+    e = build_parser().parse_args(export[1:])
+    assert e.checkpoint == f"{d.out}/best.pt"
+    assert e.output == "src/dmgan/assets/shapes_model.pt"
 
 
 def test_every_option_has_help_and_every_command_an_example():
