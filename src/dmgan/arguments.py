@@ -105,15 +105,15 @@ def _sets(p):
 
 def _threads(p):
     p.add_argument("--threads", type=POSITIVE, help="CPU threads (default: OMP_NUM_THREADS, "
-                   "else the cores this process may use, at most 8)")
+                   "else the count a short probe measured fastest on this machine, cached)")
 
 
 def _training(p):
     """What train and demo share (TrainOptions fields, by name)."""
     p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
-                   help="mixed precision (bf16/fp16 are for GPUs)")
+                   help="mixed precision: bf16 is the GPU fast path, fp16 needs a GPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator")
-    p.add_argument("--channels-last", type=ON_OFF, default=True, metavar="{on,off}",
+    p.add_argument("--channels-last", type=ON_OFF, default="on", metavar="{on,off}",
                    help="channels_last memory layout (measured faster on CPU and GPU)")
     p.add_argument("--workers", type=NON_NEGATIVE, default=2, help="data loader processes")
     p.add_argument("--log-every", type=POSITIVE, default=50,
