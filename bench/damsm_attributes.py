@@ -1,6 +1,8 @@
 """Which attributes a shapes DAMSM tells apart: for held-out images, does the true caption's
 sentence code beat the same caption with one word of the first object changed (shape,
-colour or size; every other value)? Chance: 1/4 shape, 1/8 colour, 1/2 size.
+colour or size; every other value)? And, on two-object images, does it beat the caption
+with the two colours traded (colour_swap)? Chance: 1/4 shape, 1/8 colour, 1/2 size, 1/2
+colour_swap.
 
     python bench/damsm_attributes.py runs/damsm/damsm.pt [--n 300]
 
@@ -31,7 +33,7 @@ def main() -> None:
     cfg, payload = load_checkpoint(args.damsm)
     te, ie, _ = load_damsm(args.damsm, cfg)
     data = ShapesDataset(split="test", length=args.n, image_sizes=(64,), max_words=cfg.text.words_eval)
-    hits: dict[str, list[bool]] = {"shape": [], "colour": [], "size": []}
+    hits: dict[str, list[bool]] = {"shape": [], "colour": [], "size": [], "colour_swap": []}
     with torch.no_grad():
         for i in range(args.n):
             sample = data[i]
@@ -49,12 +51,27 @@ def main() -> None:
                 caps = torch.zeros(len(ids), max(map(len, ids)), dtype=torch.long)
                 for k, row in enumerate(ids):
                     caps[k, : len(row)] = torch.tensor(row)
-                sent = te(caps, torch.tensor([len(r) for r in ids])).sentence
-                sim = torch.nn.functional.cosine_similarity(sent, code.expand_as(sent))
-                hits[attr].append(int(sim.argmax()) == 0)
+                hits[attr].append(_best_is_first(te, caps, ids, code))
+            objects = sample.attributes["objects"]
+            if len(objects) == 2 and objects[0]["colour"] != objects[1]["colour"]:
+                # the two colours traded: the same words, bound to the other objects
+                a, b = objects[0]["colour"], objects[1]["colour"]
+                swapped = re.sub(rf"\b({a}|{b})\b",
+                                 lambda m, a=a, b=b: b if m.group(1) == a else a, caption)
+                ids = [data.vocab.encode_tokens(tokenize(c)).ids for c in (caption, swapped)]
+                caps = torch.zeros(2, max(map(len, ids)), dtype=torch.long)
+                for k, row in enumerate(ids):
+                    caps[k, : len(row)] = torch.tensor(row)
+                hits["colour_swap"].append(_best_is_first(te, caps, ids, code))
     print(json.dumps({"damsm": args.damsm, "steps": payload.get("step"),
                       "test_r_at_1": payload.get("test_r_at_1"), "images": args.n,
                       **{k: round(sum(v) / len(v), 3) for k, v in hits.items()}}))
+
+
+def _best_is_first(te, caps, ids, code) -> bool:
+    sent = te(caps, torch.tensor([len(r) for r in ids])).sentence
+    sim = torch.nn.functional.cosine_similarity(sent, code.expand_as(sent))
+    return int(sim.argmax()) == 0
 
 
 if __name__ == "__main__":
