@@ -87,9 +87,15 @@ def main() -> None:
         label = {k: v for k, v in line.items() if k in ("bench", "preset", "batch", "variant",
                                                         "layout", "device", "amp", "compile",
                                                         "threads", "workers")}
+        memory = {}
+        for side in ("a", "b"):  # each side's own peak memory, when its rows report one
+            peaks = [rounds[i].get("peak_memory_mib") for rounds in results[side]]
+            if all(isinstance(x, (int, float)) for x in peaks):
+                memory[f"{side}_peak_memory_mib"] = statistics.median(peaks)
         print(json.dumps({**label, "rounds": args.rounds, "a_median_s": a, "b_median_s": b,
                           "b_over_a": round(b / a, 3), "speedup_of_b": round(a / b, 3),
-                          "a": described["a"], "b": described["b"], "machine": machine}))
+                          **memory, "a": described["a"], "b": described["b"],
+                          "machine": machine}))
 
 
 if __name__ == "__main__":
