@@ -165,8 +165,8 @@ class DMGANPipeline:
                                                   for r in out.response_gates])
         if output_type != "pil":
             result.images = _convert(result.images, output_type)
-            result.stage_images = [_convert(st, output_type) if output_type == "np"
-                                   else list(_convert(st, output_type)) for st in result.stage_images]
+            # a caption's stages differ in size: each image's stages come back as a list
+            result.stage_images = [_convert(st, output_type) for st in result.stage_images]
         return result
 
 

@@ -78,6 +78,8 @@ class TrainOptions:
     inception_weights: str | None = None  # FID at snapshots (CUB/COCO-style data)
     min_damsm_r1: float = 0.5  # refuse DAMSM encoders whose test R@1 is below this
     min_steps: int | None = None  # warn early when the time budget cannot reach this many steps
+    threads: int | None = None  # CPU threads (None: OMP_NUM_THREADS, else a cached probe)
+    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """The same checks as the command line's, for callers of the library."""
@@ -99,8 +101,6 @@ class TrainOptions:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"training options: {message}")
-    threads: int | None = None  # CPU threads (None: OMP_NUM_THREADS, else the cores, capped)
-    extra: dict = field(default_factory=dict)
 
     # What may differ when a run is resumed: budgets, logging, data loading and the device.
     # Every other option defines the run, and a resume that contradicts it is refused.
