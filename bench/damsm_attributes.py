@@ -1,8 +1,8 @@
 """Which attributes a shapes DAMSM tells apart: for held-out images, does the true caption's
 sentence code beat the same caption with one word of the first object changed (shape,
 colour or size; every other value)? And, on two-object images, does it beat the caption
-with the two colours traded (colour_swap)? Chance: 1/4 shape, 1/8 colour, 1/2 size, 1/2
-colour_swap.
+with the two colours traded (colour_swap), or with the two objects' places traded
+(place_trade)? Chance: 1/4 shape, 1/8 colour, 1/2 size, 1/2 colour_swap and place_trade.
 
     python bench/damsm_attributes.py runs/damsm/damsm.pt [--n 300]
 
@@ -26,14 +26,15 @@ def main() -> None:
     args = p.parse_args()
 
     from dmgan.checkpoint import load_checkpoint
-    from dmgan.data.shapes import _SYN, COLOUR_NAMES, SHAPES, SIZES, ShapesDataset
+    from dmgan.data.shapes import _SYN, COLOUR_NAMES, SHAPES, SIZES, ShapesDataset, traded
     from dmgan.data.vocab import tokenize
     from dmgan.train.damsm import load_damsm
 
     cfg, payload = load_checkpoint(args.damsm)
     te, ie, _ = load_damsm(args.damsm, cfg)
     data = ShapesDataset(split="test", length=args.n, image_sizes=(64,), max_words=cfg.text.words_eval)
-    hits: dict[str, list[bool]] = {"shape": [], "colour": [], "size": [], "colour_swap": []}
+    hits: dict[str, list[bool]] = {"shape": [], "colour": [], "size": [], "colour_swap": [],
+                                   "place_trade": []}
     with torch.no_grad():
         for i in range(args.n):
             sample = data[i]
@@ -52,17 +53,20 @@ def main() -> None:
                 for k, row in enumerate(ids):
                     caps[k, : len(row)] = torch.tensor(row)
                 hits[attr].append(_best_is_first(te, caps, ids, code))
-            objects = sample.attributes["objects"]
-            if len(objects) == 2 and objects[0]["colour"] != objects[1]["colour"]:
-                # the two colours traded: the same words, bound to the other objects
-                a, b = objects[0]["colour"], objects[1]["colour"]
-                swapped = re.sub(rf"\b({a}|{b})\b",
-                                 lambda m, a=a, b=b: b if m.group(1) == a else a, caption)
-                ids = [data.vocab.encode_tokens(tokenize(c)).ids for c in (caption, swapped)]
-                caps = torch.zeros(2, max(map(len, ids)), dtype=torch.long)
-                for k, row in enumerate(ids):
-                    caps[k, : len(row)] = torch.tensor(row)
-                hits["colour_swap"].append(_best_is_first(te, caps, ids, code))
+            scene = data.scene(i)[0]
+            if len(scene.objects) == 2:
+                # the same words bound to the other objects: the two trade colours (when
+                # they differ), or places
+                for kind, attr in (("colour_swap", "colour"), ("place_trade", "position")):
+                    other = traded(scene, attr)
+                    if other == scene:
+                        continue
+                    variants = [caption, data.caption_for(i, other)]
+                    ids = [data.vocab.encode_tokens(tokenize(c)).ids for c in variants]
+                    caps = torch.zeros(2, max(map(len, ids)), dtype=torch.long)
+                    for k, row in enumerate(ids):
+                        caps[k, : len(row)] = torch.tensor(row)
+                    hits[kind].append(_best_is_first(te, caps, ids, code))
     print(json.dumps({"damsm": args.damsm, "steps": payload.get("step"),
                       "test_r_at_1": payload.get("test_r_at_1"), "images": args.n,
                       **{k: round(sum(v) / len(v), 3) for k, v in hits.items()}}))

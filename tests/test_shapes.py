@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dmgan import build_generator, preset
@@ -98,3 +99,33 @@ def test_shapes_preset_generator_runs_at_16_32_64():
     enc = te(b.captions, b.lengths)
     out = g(torch.randn(2, cfg.generator.z_dim), enc.sentence, enc.words, enc.mask)
     assert [i.shape[-1] for i in out.images] == [16, 32, 64]
+
+
+def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
+    from dmgan.data.shapes import contrast_scene, traded
+
+    data = ShapesDataset(split="train", length=300, image_sizes=(16,))
+    kinds = {"colour": 0, "position": 0}
+    by_chance = two = 0
+    for i in range(300):
+        scene = data.scene(i)[0]
+        if len(scene.objects) != 2 or scene.objects[0].colour == scene.objects[1].colour:
+            continue
+        two += 1
+        b = contrast_scene(scene, np.random.default_rng(i), swap_share=1.0)
+        kind = next(k for k in kinds if b == traded(scene, k))
+        kinds[kind] += 1
+        if kind == "position":  # the objects keep everything but their places
+            assert [o.position for o in b.objects] == [o.position for o in scene.objects][::-1]
+        else:
+            assert [o.colour for o in b.objects] == [o.colour for o in scene.objects][::-1]
+            assert [o.shape for o in b.objects] == [o.shape for o in scene.objects]
+        c = contrast_scene(scene, np.random.default_rng(i))
+        by_chance += c in (traded(scene, "colour"), traded(scene, "position"))
+    assert two > 50 and min(kinds.values()) > two / 4
+    assert by_chance < two / 2  # without the share, two kinds of seven
+    # the caption of another scene keeps the sample's wording
+    scene = data.scene(3)[0]
+    assert data.caption_for(3, scene) == data.scene(3)[1]
+    with pytest.raises(ValueError, match="swap_share"):
+        ShapesDataset(split="train", length=3, swap_share=1.5)

@@ -329,3 +329,59 @@ def test_a_grad_scaler_state_round_trips_through_a_checkpoint(tmp_path):
     back.load_state_dict(payload["grad_scaler"])
     assert back.state_dict() == state and back.get_scale() == 4096.0
     assert back.state_dict()["_growth_tracker"] == 3 and back.state_dict()["growth_interval"] == 7
+
+
+def test_init_from_starts_a_new_run_from_trained_networks(tmp_path, damsm):
+    cfg = tiny_config()
+    source = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=3)).last_checkpoint
+    from dmgan.models import build_discriminators, build_generator
+    from dmgan.train.gan import init_networks
+
+    g, ema, ds = build_generator(cfg), build_generator(cfg), build_discriminators(cfg)
+    assert init_networks(source, cfg, g, ema, ds) == 3
+    nets = _weights(source)["networks"]
+    for net, name in [(g, "generator"), (ema, "generator_ema"), (ds[1], "discriminator1")]:
+        assert all(torch.equal(v, nets[name][k]) for k, v in net.state_dict().items()), name
+    # a new run: step 0, fresh optimizers, the source's networks as the start
+    run = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=1, init_from=source))
+    assert run.step == 1
+    after = _weights(run.last_checkpoint)
+    assert after["options"]["init_from"] == str(source.resolve())
+    assert all(v["step"].item() == 1 for v in after["optimizers"]["generator"]["state"].values())
+    # an exported model has no discriminators: they start afresh
+    from dmgan.checkpoint import export_model
+
+    export_model(source, tmp_path / "model.pt")
+    g2, ema2, ds2 = build_generator(cfg), build_generator(cfg), build_discriminators(cfg)
+    fresh = {k: v.clone() for k, v in ds2[0].state_dict().items()}
+    init_networks(tmp_path / "model.pt", cfg, g2, ema2, ds2)
+    assert all(torch.equal(v, nets["generator_ema"][k]) for k, v in g2.state_dict().items())
+    assert all(torch.equal(v, fresh[k]) for k, v in ds2[0].state_dict().items())
+
+
+def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--damsm", str(damsm), "--min-damsm-r1", "0", "--init-from",
+                 str(tmp_path / "none.pt"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    DMGAN.from_preset("small").save(tmp_path / "small.pt")
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
+                 "--damsm", str(damsm), "--min-damsm-r1", "0", "--init-from",
+                 str(tmp_path / "small.pt"), "--max-steps", "1")
+    assert res.returncode == 2 and "network settings differ from preset 'tiny'" in res.stderr
+    cfg = tiny_config()
+    source = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=2)).last_checkpoint
+    train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=3, stop_at_step=2, ckpt_every=2,
+                         init_from=source))
+    with pytest.raises(Exception, match="init_from"):
+        train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=3, resume=True))
+
+
+def test_damsm_pretraining_can_start_from_a_damsm(tmp_path, damsm):
+    cfg = tiny_config()
+    result = pretrain_damsm(cfg, data="shapes", out=tmp_path / "d", max_steps=1, workers=0,
+                            init_from=damsm)
+    assert result.steps == 1
+    res = _dmgan("pretrain-damsm", "--preset", "shapes", "--data", "shapes", "--out",
+                 str(tmp_path / "e"), "--max-steps", "1", "--init-from", str(damsm))
+    assert res.returncode == 2 and "other text/encoder settings" in res.stderr

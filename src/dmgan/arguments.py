@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="run folder")
     s.add_argument("--resume", action="store_true", help="continue from the newest checkpoint "
                    "(refused when a defining option differs from the run's)")
+    s.add_argument("--init-from", metavar="CHECKPOINT",
+                   help="start from another run's networks (a training checkpoint or an "
+                        "exported model of the same preset; e.g. to fine-tune on a new DAMSM)")
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=_int_in(2),
@@ -223,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--target-r1", type=_float_in(0.0, 1.0, open_low=True),
                    help="stop once the test R@1 (checked every 200 steps) reaches this")
+    s.add_argument("--init-from", metavar="DAMSM",
+                   help="start from these encoders (a DAMSM checkpoint of the same preset), "
+                        "e.g. to fine-tune them with other data options")
     s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=_int_in(2),
                    help="images per step (>= 2: mismatched pairs and batch norm need two)")

@@ -22,7 +22,7 @@ def _train_options(args: argparse.Namespace, **fixed):
 
     names = {f.name for f in dataclasses.fields(TrainOptions)}
     values = {k: v for k, v in vars(args).items() if k in names} | fixed
-    for key in ("out", "damsm"):
+    for key in ("out", "damsm", "init_from"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     return TrainOptions(**values)
@@ -111,7 +111,7 @@ def cmd_pretrain_damsm(args):
     result = pretrain_damsm(_config(args), data=args.data, out=Path(args.out), epochs=args.epochs,
                             minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                             device=args.device, workers=args.workers, threads=args.threads,
-                            target_r1=args.target_r1)
+                            target_r1=args.target_r1, init_from=args.init_from)
     print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f})")
 
 

@@ -16,7 +16,7 @@ import copy
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -174,11 +174,28 @@ def render(scene: Scene, size: int, rng: np.random.Generator | None = None) -> I
     return img.resize((size, size), Image.BOX)
 
 
-def contrast_scene(scene: Scene, rng: np.random.Generator) -> Scene:
+def traded(scene: Scene, attribute: str) -> Scene:
+    """A two-object scene whose objects trade one attribute ("colour", "shape", "size" or
+    "position"): the same words, bound to the other objects."""
+    a, b = scene.objects
+    return Scene((replace(a, **{attribute: getattr(b, attribute)}),
+                  replace(b, **{attribute: getattr(a, attribute)})), scene.background)
+
+
+def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0) -> Scene:
     """The scene with one thing changed: an object's shape, colour, size or position, the
     background, or (two objects) their colours or shapes swapped. Its caption is a hard
-    negative: it differs from the true one in a word or two."""
+    negative: it differs from the true one in a word or two.
+
+    swap_share: the share of two-object scenes whose contrast binds the caption's words to
+    the other objects: half the two objects trading places, half trading colours (places
+    when they share a colour). These are the negatives that teach which object is where
+    and has which colour. 0 draws the change uniformly among all kinds (and no extra
+    random number)."""
     objs = list(scene.objects)
+    if len(objs) == 2 and swap_share > 0 and rng.random() < swap_share:
+        colours = objs[0].colour != objs[1].colour and rng.random() < 0.5
+        return traded(scene, "colour" if colours else "position")
     k = int(rng.integers(len(objs)))
     o = objs[k]
     kinds = ["shape", "colour", "size", "position", "background"]
@@ -204,20 +221,14 @@ def contrast_scene(scene: Scene, rng: np.random.Generator) -> Scene:
         if len(objs) == 1:
             objs[k] = ShapeObject(o.shape, o.colour, o.size, other(POSITIONS, o.position))
         else:  # the two objects trade places
-            a, b = objs
-            objs = [ShapeObject(a.shape, a.colour, a.size, b.position),
-                    ShapeObject(b.shape, b.colour, b.size, a.position)]
+            objs = list(traded(scene, "position").objects)
     elif kind == "background":
         free = [c for c in COLOUR_NAMES if c not in used and c != bg]
         bg = free[int(rng.integers(len(free)))]
     elif kind == "swap_colour" and objs[0].colour != objs[1].colour:
-        a, b = objs
-        objs = [ShapeObject(a.shape, b.colour, a.size, a.position),
-                ShapeObject(b.shape, a.colour, b.size, b.position)]
+        objs = list(traded(scene, "colour").objects)
     elif kind == "swap_shape" and objs[0].shape != objs[1].shape:
-        a, b = objs
-        objs = [ShapeObject(b.shape, a.colour, a.size, a.position),
-                ShapeObject(a.shape, b.colour, b.size, b.position)]
+        objs = list(traded(scene, "shape").objects)
     else:  # the swap changed nothing (same colours / shapes): change a shape instead
         objs[k] = ShapeObject(other(SHAPES, o.shape), o.colour, o.size, o.position)
     return Scene(tuple(objs), bg)
@@ -246,12 +257,14 @@ class ShapesDataset(Dataset):
         seed: int = 0,
         background_phrase: float = 1.0,
         contrast: bool = False,
+        swap_share: float = 0.0,
         cache_images: bool = False,
     ):
         """background_phrase: the share of captions that name the background (the rest
         leave it out; 1.0 draws no extra random number, so captions stay as they were).
         contrast: every sample also carries a contrast caption (`contrast_scene`), worded
-        like its own caption, as a hard negative.
+        like its own caption, as a hard negative; `swap_share` of the two-object ones trade
+        the objects' colours (see `contrast_scene`).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
@@ -262,7 +275,9 @@ class ShapesDataset(Dataset):
         if not 0.0 <= background_phrase <= 1.0:
             raise ValueError(f"background_phrase must be in [0, 1], got {background_phrase}")
         self.background_phrase = background_phrase
-        self.contrast = contrast
+        if not 0.0 <= swap_share <= 1.0:
+            raise ValueError(f"swap_share must be in [0, 1], got {swap_share}")
+        self.contrast, self.swap_share = contrast, swap_share
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -290,8 +305,17 @@ class ShapesDataset(Dataset):
         negative = None
         if self.contrast:
             pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
-            negative = describe(contrast_scene(scene, pick), wording, name_background=named)
+            negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share), wording,
+                                name_background=named)
         return scene, caption, rng, named, negative
+
+    def caption_for(self, index: int, scene: Scene) -> str:
+        """The caption sample `index` would have if its scene were `scene`: the same wording
+        draws (synonyms, template, whether the background is named), other content."""
+        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
+        sample_scene(rng, self.max_objects)
+        named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
+        return describe(scene, rng, name_background=named)
 
     def _images(self, index: int, scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
         """The sample's images (uint8, H x W x 3) at every size, drawn or from the cache."""

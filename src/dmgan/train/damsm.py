@@ -90,9 +90,11 @@ def pretrain_damsm(
     progress: bool | None = None,
     target_r1: float | None = None,
     check_every: int = 200,
+    init_from: str | Path | None = None,
 ) -> DamsmResult:
     """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1`) until
-    the test R@1, measured every `check_every` steps on 500 test samples, reaches it."""
+    the test R@1, measured every `check_every` steps on 500 test samples, reaches it.
+    `init_from`: a DAMSM checkpoint of the same text and encoder settings to start from."""
     torch.manual_seed(seed)
     dev = resolve_device(device)
     d = cfg.damsm
@@ -109,7 +111,14 @@ def pretrain_damsm(
     print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
           flush=True)
     text_encoder = build_text_encoder(cfg).to(dev)
-    image_encoder = build_image_encoder(cfg).freeze_trunk().to(dev)
+    image_encoder = build_image_encoder(cfg)
+    if init_from is not None:
+        payload = _check_damsm(init_from, cfg)
+        load_network(text_encoder, payload, "text_encoder", str(init_from))
+        load_network(image_encoder, payload, "image_encoder", str(init_from))
+        print(f"damsm: starting from {init_from} ({payload.get('step')} steps, test R@1 "
+              f"{payload.get('test_r_at_1')})", flush=True)
+    image_encoder = image_encoder.freeze_trunk().to(dev)
     params = list(text_encoder.parameters()) + [
         p for p in image_encoder.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=d.lr, betas=(0.5, 0.999), foreach=True)
@@ -173,18 +182,25 @@ def pretrain_damsm(
     return DamsmResult(path, step, r1)
 
 
+def _check_damsm(path: str | Path, cfg: DMGANConfig) -> dict:
+    """The payload of a DAMSM checkpoint made for `cfg`'s text and encoder settings."""
+    dcfg, payload = load_checkpoint(path)
+    if payload.get("kind") != "damsm":
+        raise CheckpointError(f"{path} is not a DAMSM checkpoint (made by dmgan pretrain-damsm)")
+    if (dcfg.text != cfg.text or dcfg.damsm.image_encoder != cfg.damsm.image_encoder
+            or dcfg.damsm.cnn_width != cfg.damsm.cnn_width):
+        raise DMGANError(f"{path} was trained for preset '{dcfg.name}' with other text/encoder "
+                         f"settings than '{cfg.name}'")
+    return payload
+
+
 def load_damsm(path: str | Path, cfg: DMGANConfig, *, min_r1: float = 0.0):
     """(text_encoder, image_encoder, vocab words) from a DAMSM checkpoint, frozen, eval.
 
     A checkpoint whose recorded test R@1 is below `min_r1` is refused: a GAN trained on
     encoders that did not learn to match words and images learns nothing from them.
     """
-    dcfg, payload = load_checkpoint(path)
-    if payload.get("kind") != "damsm":
-        raise CheckpointError(f"{path} is not a DAMSM checkpoint (made by dmgan pretrain-damsm)")
-    if dcfg.text != cfg.text or dcfg.damsm.image_encoder != cfg.damsm.image_encoder:
-        raise DMGANError(f"{path} was trained for preset '{dcfg.name}' with other text/encoder "
-                         f"settings than '{cfg.name}'")
+    payload = _check_damsm(path, cfg)
     r1 = payload.get("test_r_at_1")
     if isinstance(r1, (int, float)) and r1 < min_r1:
         raise DMGANError(

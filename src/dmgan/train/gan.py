@@ -12,13 +12,13 @@ from pathlib import Path
 
 import torch
 
-from dmgan.checkpoint import save_checkpoint
+from dmgan.checkpoint import generator_name, load_checkpoint, load_network, save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_data
 from dmgan.device import configure_threads
-from dmgan.errors import ConfigError, DMGANError
+from dmgan.errors import CheckpointError, ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.losses.adversarial import hardest_other_sentence
 from dmgan.metrics.snapshot import SnapshotEvaluator
@@ -29,6 +29,7 @@ from dmgan.train.runs import (
     JsonLog,
     check_resume,
     checkpoint_name,
+    config_changes,
     latest_checkpoint,
     lock_run_folder,
     make_run_folder,
@@ -79,6 +80,9 @@ class TrainOptions:
     min_damsm_r1: float = 0.5  # refuse DAMSM encoders whose test R@1 is below this
     min_steps: int | None = None  # warn early when the time budget cannot reach this many steps
     threads: int | None = None  # CPU threads (None: OMP_NUM_THREADS, else a cached probe)
+    # start a new run from another run's networks (a training checkpoint: G, EMA G and the
+    # Ds; an exported model: G and EMA G, new Ds); fresh optimizers, step 0
+    init_from: Path | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -125,7 +129,7 @@ class TrainOptions:
         if unknown:
             raise ConfigError(f"training options: unknown option(s) {', '.join(unknown)}")
         values = dict(record)
-        for name in ("out", "damsm"):
+        for name in ("out", "damsm", "init_from"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         return cls(**values)
@@ -136,8 +140,9 @@ class TrainOptions:
         record = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
         if self.data != "shapes":
             record["data"] = str(Path(self.data).resolve())
-        if self.damsm is not None:
-            record["damsm"] = str(Path(self.damsm).resolve())
+        for name in ("damsm", "init_from"):
+            if getattr(self, name) is not None:
+                record[name] = str(Path(getattr(self, name)).resolve())
         return record | {"world_size": world_size}
 
 
@@ -348,6 +353,10 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
             scaler.load_state_dict(payload["grad_scaler"])
         if rt.main:
             print(f"resumed from {path.name} at step {step}", flush=True)
+    elif opts.init_from is not None:
+        trained = init_networks(opts.init_from, cfg, g, ema.net, ds)
+        if rt.main:
+            print(f"initialised from {opts.init_from} ({trained} steps trained)", flush=True)
 
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
@@ -481,6 +490,24 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     if bar is not None:
         bar.close()
     return TrainResult(step, run, last_ckpt)
+
+
+def init_networks(path: Path, cfg: DMGANConfig, g, g_ema, ds) -> int | None:
+    """Load a trained run's networks into a new run's: G and EMA G, and the Ds when `path`
+    is a training checkpoint (an exported model has none: they start afresh). The networks'
+    and text settings must equal `cfg`'s. Returns the steps the source was trained."""
+    source, payload = load_checkpoint(path)
+    changes = config_changes(source, cfg, ("text", "generator", "discriminator"))
+    if changes:
+        raise CheckpointError(f"--init-from {path}: its network settings differ from preset "
+                              f"'{cfg.name}'s ({'; '.join(changes)})")
+    nets = payload.get("networks", {})
+    load_network(g, payload, "generator", str(path))
+    load_network(g_ema, payload, generator_name(payload), str(path))
+    if all(f"discriminator{i}" in nets for i in range(len(ds))):
+        for i, d in enumerate(ds):
+            load_network(d, payload, f"discriminator{i}", str(path))
+    return payload.get("step", payload.get("trained_steps"))
 
 
 def _best_so_far(run: Path) -> dict | None:

@@ -108,19 +108,26 @@ def remove_stale_temporaries(run: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def config_changes(old: DMGANConfig, new: DMGANConfig, sections: tuple[str, ...] | None = None
+                   ) -> list[str]:
+    """Each value that differs, as 'section.key old -> new' (only `sections` when given)."""
+    problems = []
+    before_all, after_all = old.to_dict(), new.to_dict()
+    for section, values in after_all.items():
+        if not isinstance(values, dict) or (sections is not None and section not in sections):
+            continue
+        for key, value in values.items():
+            before = before_all.get(section, {}).get(key)
+            if before != value:
+                problems.append(f"{section}.{key} {before!r} -> {value!r}")
+    return problems
+
+
 def check_resume(run: Path, stored_cfg: DMGANConfig, cfg: DMGANConfig, stored: dict | None,
                  now: dict) -> None:
     """Refuse to resume with another config or other run settings (seed, data, processes):
     the checkpoint's position in the epoch only means something for the same ones."""
-    problems = []
-    old, new = stored_cfg.to_dict(), cfg.to_dict()
-    for section, values in new.items():
-        if not isinstance(values, dict):
-            continue
-        for key, value in values.items():
-            before = old.get(section, {}).get(key)
-            if before != value:
-                problems.append(f"{section}.{key} {before!r} -> {value!r}")
+    problems = config_changes(stored_cfg, cfg)
     for key, value in now.items():
         if stored is not None and key in stored and stored[key] != value:
             problems.append(f"{key} {stored[key]!r} -> {value!r}")
