@@ -157,19 +157,27 @@ def test_readme_lists_the_bundled_models_vocabulary():
 
 
 def test_readme_bundled_model_commands_parse_and_chain():
-    """The bundled model's recipe: the demo, a resumed training of the same run folder,
-    the best snapshot exported into the package."""
+    """The bundled model's recipe: the demo, a resumed training of the same run folder, the
+    DAMSM fine-tuned with binding negatives, the GAN fine-tuned on it, the best snapshot
+    exported into the package."""
     lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    demo, resume, export = lines
+    demo, resume, damsm, tune, export = lines
+    parse = build_parser().parse_args
     assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
-    d = build_parser().parse_args(demo[2:])
+    d = parse(demo[2:])
     assert d.out == "runs/bundled" and d.minutes > 15
     assert resume[:3] == ["OMP_NUM_THREADS=1", "dmgan", "train"]
-    r = build_parser().parse_args(resume[2:])
+    r = parse(resume[2:])
     assert r.resume and r.out == d.out and r.preset == "shapes" and r.data == "shapes"
     assert r.damsm == f"{d.out}/damsm/damsm.pt" and r.workers == d.workers
-    e = build_parser().parse_args(export[1:])
-    assert e.checkpoint == f"{d.out}/best.pt"
+    m = parse(damsm[1:])
+    assert m.command == "pretrain-damsm" and m.init_from == r.damsm and m.preset == "shapes"
+    t = parse(tune[1:])
+    assert t.command == "train" and t.init_from == f"{d.out}/best.pt"
+    assert t.damsm == f"{m.out}/damsm.pt" and not t.resume
+    assert [x for x in t.set if "swap_share" in x] == [x for x in m.set if "swap_share" in x]
+    e = parse(export[1:])
+    assert e.checkpoint == f"{t.out}/best.pt"
     assert e.output == "src/dmgan/assets/shapes_model.pt"
 
 

@@ -118,10 +118,12 @@ class DataConfig:
     # built-in shapes data: the share of captions that name the background (the rest leave
     # it out, so "a red circle" is a caption the model has seen)
     shapes_background_phrase: float = 1.0
-    # built-in shapes data: the share of two-object contrast captions that trade the two
-    # objects' colours (0: a swap is one of seven equally likely changes). A DAMSM
-    # pre-trained with 0 tells a caption from its colour-swapped twin 0.57 of the time
-    # (chance 0.5); fine-tuned with 0.8, 0.89 (bench/README.md, recipe study)
+    # built-in shapes data: the share of two-object contrast captions that bind the words
+    # to the other objects (half trade the objects' colours, half their places; 0: such a
+    # trade is two of seven equally likely changes). The shapes DAMSM pre-trained with 0
+    # tells a caption from its colour-traded twin 0.56 of the time and from its place-traded
+    # twin 0.43 (chance 0.5); fine-tuned 4,000 steps with 0.8, 0.87 and 0.73
+    # (bench/damsm_attributes.py; bench/README.md, recipe study)
     shapes_swap_share: float = 0.0
 
 
