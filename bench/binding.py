@@ -12,7 +12,10 @@ image counts as
 - other.
 
 Each caption is drawn with `--noises` noise vectors, so the table also says whether the
-outcome depends on the caption (every noise the same) or on the noise.
+outcome depends on the caption (every noise the same) or on the noise. A training
+checkpoint's last D is asked too: on the real images of the same captions, does its
+conditional logit prefer the true caption to the one with the objects' colours traded,
+or their places (chance 0.5)?
 
     python bench/binding.py src/dmgan/assets/shapes_model.pt [--n 400 --noises 8]
 """
@@ -83,7 +86,43 @@ def main() -> None:
     print(json.dumps({"checkpoint": args.checkpoint, "captions": sum(per_caption.values()),
                       "images": images,
                       **{k: round(v / images, 3) for k, v in sorted(outcomes.items())},
-                      **dict(per_caption)}))
+                      **dict(per_caption), **_discriminator(args.checkpoint, data, te)}))
+
+
+@torch.no_grad()
+def _discriminator(path: str, data, te) -> dict:
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.data.shapes import traded
+    from dmgan.data.vocab import tokenize
+    from dmgan.models import build_discriminators
+
+    cfg, payload = load_checkpoint(path)
+    ds = build_discriminators(cfg)
+    name = f"discriminator{len(ds) - 1}"
+    if name not in payload["networks"]:
+        return {}
+    d = ds[-1].eval()
+    d.load_state_dict(payload["networks"][name])
+    hits: dict[str, list[bool]] = {"d_prefers_true_to_colour_trade": [],
+                                   "d_prefers_true_to_place_trade": []}
+    for i in range(len(data)):
+        scene = data.scene(i)[0]
+        if len(scene.objects) != 2:
+            continue
+        for key, attr in zip(hits, ("colour", "position"), strict=True):
+            other = traded(scene, attr)
+            if other == scene:
+                continue
+            ids = [data.vocab.encode_tokens(tokenize(c)).ids
+                   for c in (data.scene(i)[1], data.caption_for(i, other))]
+            caps = torch.zeros(2, max(map(len, ids)), dtype=torch.long)
+            for k, row in enumerate(ids):
+                caps[k, : len(row)] = torch.tensor(row)
+            sentence = te(caps, torch.tensor([len(r) for r in ids])).sentence
+            image = data[i].images[-1][None].expand(2, -1, -1, -1)
+            logits = d.cond_logits(d(image), sentence)
+            hits[key].append(bool(logits[0] > logits[1]))
+    return {k: round(sum(v) / len(v), 3) for k, v in hits.items() if v}
 
 
 if __name__ == "__main__":
