@@ -264,7 +264,7 @@ class ShapesDataset(Dataset):
         leave it out; 1.0 draws no extra random number, so captions stay as they were).
         contrast: every sample also carries a contrast caption (`contrast_scene`), worded
         like its own caption, as a hard negative; `swap_share` of the two-object ones trade
-        the objects' colours (see `contrast_scene`).
+        the objects' colours or places (see `contrast_scene`).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
@@ -296,10 +296,16 @@ class ShapesDataset(Dataset):
         scene, caption, rng, named, _ = self._draw(index)
         return scene, caption, rng, named
 
-    def _draw(self, index: int):
+    def _start(self, index: int) -> tuple[np.random.Generator, Scene, bool]:
+        """The sample's generator (the wording draws come next), its scene, and whether its
+        caption names the background."""
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
         scene = sample_scene(rng, self.max_objects)
         named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
+        return rng, scene, named
+
+    def _draw(self, index: int):
+        rng, scene, named = self._start(index)
         wording = copy.deepcopy(rng)  # the contrast caption reuses the same wording draws
         caption = describe(scene, rng, name_background=named)
         negative = None
@@ -312,9 +318,7 @@ class ShapesDataset(Dataset):
     def caption_for(self, index: int, scene: Scene) -> str:
         """The caption sample `index` would have if its scene were `scene`: the same wording
         draws (synonyms, template, whether the background is named), other content."""
-        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
-        sample_scene(rng, self.max_objects)
-        named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
+        rng, _, named = self._start(index)
         return describe(scene, rng, name_background=named)
 
     def _images(self, index: int, scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
