@@ -76,7 +76,9 @@ def main() -> None:
             results[side].append(run(*sides[side]))
             print(f"round {r + 1} {side}: " + " ".join(str(x["median_s"]) for x in results[side][-1]),
                   file=sys.stderr, flush=True)
-    machine = machine_record(probe=False) | {
+    # the GPU too when the rows ran on one (the conv probe stays the CPU's, for every row)
+    on_gpu = any(str(x.get("device", "")).startswith("cuda") for x in results["a"][0])
+    machine = machine_record(torch.device("cuda") if on_gpu else None, probe=False) | {
         "conv_probe_gflops": round(statistics.median(probes), 1),
         "conv_probe_gflops_rounds": [round(x, 1) for x in probes]}
     described = {s: (f"tree {v[0]}" if v[0] else "command") + ": " + " ".join(v[1])

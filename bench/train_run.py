@@ -33,6 +33,9 @@ def main() -> None:
                    help="checkpoint, sample and evaluation interval (the defaults are 500)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS (default: unset)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    p.add_argument("--cuda-graphs", action="store_true", help="train --cuda-graphs (GPU)")
     args = p.parse_args()
     import torch
     from benchlib import machine_record
@@ -48,6 +51,10 @@ def main() -> None:
                "--workers", str(args.workers), "--log-every", "25",
                "--sample-every", str(args.every), "--ckpt-every", str(args.every),
                "--eval-every", str(args.every), "--min-damsm-r1", "0"]
+        # only what differs from train's defaults, so older trees without the options run too
+        cmd += ["--device", args.device] if args.device != "auto" else []
+        cmd += ["--amp", args.amp] if args.amp != "off" else []
+        cmd += ["--cuda-graphs"] if args.cuda_graphs else []
         t0 = time.perf_counter()
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
@@ -62,7 +69,8 @@ def main() -> None:
     per_step = (end["elapsed_s"] - start["elapsed_s"]) / (end["step"] - start["step"])
     print(json.dumps({"bench": "train_run", "preset": args.preset, "batch": batch,
                       "workers": args.workers, "steps": args.steps, "every": args.every,
-                      "median_s": round(per_step, 4),
+                      "device": args.device, "amp": args.amp, "cuda_graphs": args.cuda_graphs,
+                      "median_s": round(per_step, 4), "steps_per_s": round(1 / per_step, 2),
                       "images_per_s": round(batch / per_step, 1),
                       "wall_s": round(wall, 1), "machine": machine_record()}))
 

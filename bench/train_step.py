@@ -6,6 +6,7 @@ FLOP rate against a measured conv peak (model FLOP utilisation).
     python bench/train_step.py --preset bird --batch 10 --layout contiguous
     python bench/train_step.py --preset shapes --batch 32 --repeats 10
     python bench/train_step.py --device cuda --amp bf16 --compile --batch 64   # on a GPU
+    python bench/train_step.py --device cuda --preset shapes --batch 32 --cuda-graphs
 
 FLOPs are counted (torch.utils.flop_counter) over one step as executed: matmuls and
 convolutions, forward and backward. The peak is a 3x3 channels_last conv measured on the
@@ -38,6 +39,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="replay the D and G updates as a recorded CUDA graph (train --cuda-graphs)")
     p.add_argument("--peak-tflops", type=float, help="peak to report utilisation against")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile one step and print the top N operators")
@@ -46,6 +49,7 @@ def main() -> None:
     from dmgan import build_discriminators, build_generator, preset
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.gan import EMA, GANParts, train_step
+    from dmgan.train.graphs import GraphedUpdate
     from dmgan.train.runtime import Runtime
 
     torch.manual_seed(0)
@@ -58,9 +62,9 @@ def main() -> None:
     ie = build_image_encoder(cfg).to(dev, memory_format=fmt).eval().requires_grad_(False)
     ema = EMA(g, cfg.train.ema_decay, False)
     g_run = torch.compile(g) if args.compile else g
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
-    opt_ds = [torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
-              for d in ds]
+    adam = {"lr": 2e-4, "betas": (0.5, 0.999), "foreach": True, "capturable": args.cuda_graphs}
+    opt_g = torch.optim.Adam(g.parameters(), **adam)
+    opt_ds = [torch.optim.Adam(d.parameters(), **adam) for d in ds]
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp == "fp16")
     b, t = args.batch, args.words
     caps = torch.randint(1, cfg.text.vocab_size, (b, t), device=dev)
@@ -76,17 +80,20 @@ def main() -> None:
                      text_encoder=te, image_encoder=ie, scaler=scaler)
     rt = Runtime(dev)
     noise_gen = torch.Generator().manual_seed(0)
+    graphed = GraphedUpdate(parts, cfg, rt, args.amp, num_words=cfg.text.words_train) \
+        if args.cuda_graphs else None
 
-    def step(i: int) -> None:
+    def step(i: int, graphed=graphed) -> None:
         # the training loop's own step (dmgan.train.gan.train_step), on random data
         train_step(parts, cfg, rt, real=reals, captions=caps, lengths=lens, class_ids=class_ids,
                    noise_gen=noise_gen, step=i, amp=args.amp,
                    negatives=negatives if use_negatives else None,
-                   negative_lengths=lens if use_negatives else None)
+                   negative_lengths=lens if use_negatives else None, graphed=graphed)
 
-    med = median_seconds(step, args.repeats, dev)
+    # a recorded graph: its eager warm-up calls and the recording are left out of the timing
+    med = median_seconds(step, args.repeats, dev, warmup=graphed.warmup + 2 if graphed else 1)
     memory = peak_memory_mib(dev)
-    flops = count_flops(lambda: step(0))
+    flops = count_flops(lambda: step(0, graphed=None))  # a replay shows no operators to count
     peak = args.peak_tflops * 1e12 if args.peak_tflops else conv_peak_flops(dev, dtype)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -99,6 +106,7 @@ def main() -> None:
     print(json.dumps({
         "bench": "train_step", "preset": args.preset, "batch": b, "layout": args.layout,
         "device": str(dev), "amp": args.amp, "compile": args.compile,
+        "cuda_graphs": args.cuda_graphs, "steps_per_s": round(1 / med, 2),
         "threads": torch.get_num_threads(), "repeats": args.repeats, "median_s": round(med, 3),
         "images_per_s": round(b / med, 2), "gflop_per_image": round(flops / b / 1e9, 1),
         "achieved_gflop_s": round(flops / med / 1e9, 1), "peak_gflop_s": round(peak / 1e9, 1),

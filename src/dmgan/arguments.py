@@ -113,6 +113,9 @@ def _training(p):
     p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
                    help="mixed precision: bf16 is the GPU fast path, fp16 needs a GPU")
     p.add_argument("--compile", action="store_true", help="torch.compile the generator")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="record each step's D and G updates once as a CUDA graph and replay "
+                        "it (GPU only; for small networks, whose steps are launch-bound)")
     p.add_argument("--channels-last", type=ON_OFF, default="on", metavar="{on,off}",
                    help="channels_last memory layout (measured faster on CPU and GPU)")
     p.add_argument("--workers", type=NON_NEGATIVE, default=2, help="data loader processes")

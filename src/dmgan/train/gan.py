@@ -23,7 +23,9 @@ from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.losses.adversarial import hardest_other_sentence
 from dmgan.metrics.snapshot import SnapshotEvaluator
 from dmgan.models import build_discriminators, build_generator
+from dmgan.nn.text_encoder import TextEncoding
 from dmgan.train.damsm import load_damsm
+from dmgan.train.graphs import GraphedUpdate, check_cuda_graphs
 from dmgan.train.runs import (
     Clock,
     JsonLog,
@@ -62,6 +64,7 @@ class TrainOptions:
     device: str = "auto"
     amp: str = "off"
     compile: bool = False
+    cuda_graphs: bool = False  # record the D and G updates once as a CUDA graph, then replay
     channels_last: bool = True  # measured faster for a training step (bench/train_step.py)
     workers: int = 2
     log_every: int = 50
@@ -110,7 +113,7 @@ class TrainOptions:
     # Every other option defines the run, and a resume that contradicts it is refused.
     RESUMABLE = frozenset({
         "out", "resume", "minutes", "max_steps", "stop_at_step", "min_steps", "workers",
-        "threads", "device", "log_every", "sample_every", "ckpt_every", "keep", "samples",
+        "threads", "device", "cuda_graphs", "log_every", "sample_every", "ckpt_every", "keep", "samples",
         "progress", "tensorboard", "eval_every", "min_damsm_r1",
     })
 
@@ -198,42 +201,67 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                captions: torch.Tensor, lengths: torch.Tensor, class_ids: torch.Tensor,
                noise_gen: torch.Generator | None, step: int, amp: str = "off",
                negatives: torch.Tensor | None = None,
-               negative_lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               negative_lengths: torch.Tensor | None = None,
+               graphed: GraphedUpdate | None = None) -> dict[str, torch.Tensor]:
     """One step: D updates (cfg.train.d_steps per stage), the G update, the EMA update.
 
     real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,);
     negatives (B, T'), negative_lengths (B,): contrast captions (cfg.train.contrast_negatives).
+    graphed: replay the D and G updates as a recorded CUDA graph (train --cuda-graphs).
     Returns the step's losses as detached 0-d tensors (no host sync here).
     """
-    p, dev, lo = parts, real[0].device, cfg.loss
+    p, dev = parts, real[0].device
+    # the frozen text encoder and the noise stay outside the updates (and outside a CUDA
+    # graph): the encoder's packed LSTM reads the lengths on the host
     with torch.no_grad():
         text = p.text_encoder(captions, lengths)
-    b = len(lengths)
+        wrong = None
+        if cfg.train.contrast_negatives:
+            if negatives is None:
+                raise DMGANError("train.contrast_negatives needs data that makes contrast "
+                                 "captions (the built-in shapes data)")
+            wrong = p.text_encoder(negatives, negative_lengths).sentence
+        elif cfg.train.hard_negatives:
+            wrong = hardest_other_sentence(text.sentence, class_ids)
+    # one noise per D step, drawn in the order the updates use them
+    noises = [torch.randn(len(lengths), cfg.generator.z_dim, generator=noise_gen).to(dev)
+              for _ in range(cfg.train.d_steps)]
+    if graphed is not None:
+        losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
+                         wrong=wrong, noises=noises)
+    else:
+        losses = update_networks(p, cfg, rt, amp, real=real, text=text, lengths=lengths,
+                                 class_ids=class_ids, wrong=wrong, noises=noises)
+    # --- phase: update the EMA generator --------------------------------------------
+    p.ema.update(p.g, step)
+    return losses
 
-    def noise() -> torch.Tensor:
-        return torch.randn(b, cfg.generator.z_dim, generator=noise_gen).to(dev)
+
+def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
+                    real: list[torch.Tensor], text: TextEncoding, lengths: torch.Tensor,
+                    class_ids: torch.Tensor, wrong: torch.Tensor | None,
+                    noises: list[torch.Tensor], autocast_cache: bool = True,
+                    ) -> dict[str, torch.Tensor]:
+    """The D updates and the G update of one step, from encoded captions and drawn noise:
+    device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
+    lo = cfg.loss
+
+    def amp_context():
+        return autocast(rt, amp, cache=autocast_cache)
 
     # --- phase: update each discriminator (extra D steps judge fresh fakes) ---------
-    wrong = None
-    if cfg.train.contrast_negatives:
-        if negatives is None:
-            raise DMGANError("train.contrast_negatives needs data that makes contrast captions "
-                             "(the built-in shapes data)")
-        with torch.no_grad():
-            wrong = p.text_encoder(negatives, negative_lengths).sentence
-    elif cfg.train.hard_negatives:
-        wrong = hardest_other_sentence(text.sentence, class_ids)
-    for _ in range(cfg.train.d_steps - 1):
-        with torch.no_grad(), autocast(rt, amp):
-            fakes = p.g_run(noise(), text.sentence, text.words, text.mask).images
-        _update_discriminators(p, lo, rt, amp, real, fakes, text.sentence, wrong)
-    with autocast(rt, amp):
-        out = p.g_run(noise(), text.sentence, text.words, text.mask)
-    d_losses = _update_discriminators(p, lo, rt, amp, real, out.images, text.sentence, wrong)
+    for z in noises[:-1]:
+        with torch.no_grad(), amp_context():
+            fakes = p.g_run(z, text.sentence, text.words, text.mask).images
+        _update_discriminators(p, lo, rt, amp_context, real, fakes, text.sentence, wrong)
+    with amp_context():
+        out = p.g_run(noises[-1], text.sentence, text.words, text.mask)
+    d_losses = _update_discriminators(p, lo, rt, amp_context, real, out.images, text.sentence,
+                                      wrong)
 
     # --- phase: update the generator ------------------------------------------------
     p.ds.requires_grad_(False)
-    with autocast(rt, amp):
+    with amp_context():
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids)
     p.opt_g.zero_grad(set_to_none=True)
     p.scaler.scale(gl.total).backward()
@@ -243,19 +271,16 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
     p.scaler.update()
     for module in (p.g, p.ds):
         broadcast_state(module, rt, buffers_only=True)
-
-    # --- phase: update the EMA generator --------------------------------------------
-    p.ema.update(p.g, step)
     return {"g_total": gl.total.detach(), "g_adv": gl.adversarial.detach(),
             "g_words": gl.damsm_words.detach(), "g_sentence": gl.damsm_sentence.detach(),
             "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)}}
 
 
-def _update_discriminators(p: GANParts, lo, rt: Runtime, amp: str, real, fakes, sentence,
+def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes, sentence,
                            wrong=None):
     losses = []
     for d, opt_d, real_i, fake_i in zip(p.ds, p.opt_ds, real, fakes, strict=True):
-        with autocast(rt, amp):
+        with amp_context():
             loss_d = discriminator_loss(d, real_i, fake_i, sentence, kind=lo.adversarial,
                                         gp_weight=lo.ma_gp_weight, gp_power=lo.ma_gp_power,
                                         wrong_sentence=wrong).total
@@ -271,6 +296,8 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     """Train (or, with opts.resume, continue) a run in opts.out, holding its lock."""
     rt = setup_runtime(opts.device)
     check_amp(opts.amp, rt)
+    if opts.cuda_graphs:
+        check_cuda_graphs(rt.device, opts.amp, rt.world)
     run = Path(opts.out)
     lock = None
     if rt.main:
@@ -322,10 +349,11 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     ema = EMA(g, cfg.train.ema_decay, cfg.train.ema_warmup)
     tr = cfg.train
     # foreach: one multi-tensor update instead of a loop over parameters (the default on a
-    # CPU); measured 5.7 -> 2.9 ms per step for the shapes preset's G and Ds, 1 thread
-    opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, betas=(tr.beta1, tr.beta2), foreach=True)
-    opt_ds = [torch.optim.Adam(d.parameters(), lr=tr.lr_d, betas=(tr.beta1, tr.beta2),
-                               foreach=True) for d in ds]
+    # CPU); measured 5.7 -> 2.9 ms per step for the shapes preset's G and Ds, 1 thread.
+    # capturable: the step count stays on the device, as a CUDA graph needs
+    adam = {"betas": (tr.beta1, tr.beta2), "foreach": True, "capturable": opts.cuda_graphs}
+    opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, **adam)
+    opt_ds = [torch.optim.Adam(d.parameters(), lr=tr.lr_d, **adam) for d in ds]
     scaler = torch.amp.GradScaler("cuda", enabled=opts.amp == "fp16")
     noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -361,6 +389,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
                    image_encoder=image_encoder, scaler=scaler)
+    graphed = GraphedUpdate(gan, cfg, rt, opts.amp, num_words=cfg.text.words_train) \
+        if opts.cuda_graphs else None
     if rt.main:
         write_config(run, cfg, {"options": opts.to_dict(), "world_size": rt.world,
                                 "device": str(dev), "threads": threads})
@@ -427,9 +457,13 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
                 lengths=batch.lengths.to(dev), class_ids=batch.class_ids.to(dev),
                 noise_gen=noise_gen, step=step, amp=opts.amp,
                 negatives=None if batch.negatives is None else batch.negatives.to(dev),
-                negative_lengths=None if batch.negatives is None else batch.negative_lengths.to(dev))
+                negative_lengths=None if batch.negatives is None else batch.negative_lengths.to(dev),
+                graphed=graphed)
             step += 1
             batch_in_epoch += 1
+            if graphed is not None and graphed.recorded_at == graphed.calls and rt.main:
+                msg = f"CUDA graph of the D and G updates recorded at step {step}"
+                (bar.write if bar is not None else print)(msg)
             seen += len(batch.lengths) * rt.world
             if bar is not None:
                 bar.update(1)

@@ -77,11 +77,13 @@ def broadcast_state(module: torch.nn.Module, rt: Runtime, *, buffers_only: bool 
         dist.broadcast(t.data, 0)
 
 
-def autocast(rt: Runtime, amp: str):
+def autocast(rt: Runtime, amp: str, *, cache: bool = True):
+    """Mixed precision for `amp` ("off": none). cache=False casts the weights at every use
+    (what a CUDA graph recording needs: no cast copies kept across its boundary)."""
     if amp == "off":
         return contextlib.nullcontext()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=rt.device.type, dtype=dtype)
+    return torch.autocast(device_type=rt.device.type, dtype=dtype, cache_enabled=cache)
 
 
 def check_amp(amp: str, rt: Runtime) -> None:
