@@ -92,6 +92,9 @@ class TrainConfig:
     # mismatched pairs for D from the data's contrast captions (the true caption with one
     # attribute changed; the built-in shapes data makes them); overrides hard_negatives
     contrast_negatives: bool = False
+    # the condition code G trains on: drawn around the sentence's mean code (conditioning
+    # augmentation, True, released) or the mean code itself, as at generation (False)
+    sample_condition: bool = True
 
 
 @dataclass(frozen=True)

@@ -252,10 +252,12 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     # --- phase: update each discriminator (extra D steps judge fresh fakes) ---------
     for z in noises[:-1]:
         with torch.no_grad(), amp_context():
-            fakes = p.g_run(z, text.sentence, text.words, text.mask).images
+            fakes = p.g_run(z, text.sentence, text.words, text.mask,
+                            sample_condition=cfg.train.sample_condition).images
         _update_discriminators(p, lo, rt, amp_context, real, fakes, text.sentence, wrong)
     with amp_context():
-        out = p.g_run(noises[-1], text.sentence, text.words, text.mask)
+        out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
+                      sample_condition=cfg.train.sample_condition)
     d_losses = _update_discriminators(p, lo, rt, amp_context, real, out.images, text.sentence,
                                       wrong)
 
