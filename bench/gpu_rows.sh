@@ -52,6 +52,7 @@ part 200 "$py" bench/ab.py --rounds 2 \
 run="$py bench/train_run.py --damsm $damsm --device $dev --steps $steps --every $every"
 run="$run --warmup $warm --workers 4"
 part 200 "$py" bench/ab.py --rounds 1 --a-command "$run" --b-command "$run $graphs"
-# last, as it may take long to compile: torch.compile'd G with and without the graph
+# last, as they may take long to compile: torch.compile'd G, then with the graph too
 part 240 $step --preset bird --batch "$bird_batch" --amp bf16 --repeats "$bird_reps" --compile
+part 240 $step --preset bird --batch "$bird_batch" --amp bf16 --repeats "$bird_reps" --compile $graphs
 echo "== done $(date -u +%T)" >>"$out/log"
