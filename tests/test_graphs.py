@@ -129,6 +129,12 @@ def test_train_cuda_graphs_without_cuda_is_one_line_and_exit_2(tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "--cuda-graphs needs a CUDA device" in err
+    # the demo says so before its DAMSM minutes, not after them
+    code = main(["demo", "--minutes", "15", "--out", str(tmp_path / "d"), "--cuda-graphs",
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cuda-graphs needs a CUDA device" in err and "Traceback" not in err
+    assert not (tmp_path / "d" / "damsm").exists()
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")

@@ -41,6 +41,11 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     from dmgan.train.damsm import load_damsm, pretrain_damsm
     from dmgan.train.gan import train_gan
 
+    if train_options.cuda_graphs:  # before the DAMSM's minutes, not after them
+        from dmgan.device import resolve_device
+        from dmgan.train.graphs import check_cuda_graphs
+
+        check_cuda_graphs(resolve_device(train_options.device), train_options.amp, world=1)
     if opts.minutes <= JUDGE_RESERVE_MIN:
         raise DMGANError(f"--minutes must be more than {JUDGE_RESERVE_MIN} (the time kept for "
                          f"judging); the demo needs about 15 to learn")
