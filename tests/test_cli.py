@@ -157,27 +157,29 @@ def test_readme_lists_the_bundled_models_vocabulary():
 
 
 def test_readme_bundled_model_commands_parse_and_chain():
-    """The bundled model's recipe: the demo, a resumed training of the same run folder, the
-    DAMSM fine-tuned with binding negatives, the GAN fine-tuned on it, the best snapshot
-    exported into the package."""
+    """The bundled model's recipe: the demo (for its DAMSM), the DAMSM fine-tuned with
+    binding negatives, the GAN trained on it from scratch on a GPU, its best snapshot
+    fine-tuned on a CPU at a lower rate, the best of that exported into the package."""
     lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    demo, resume, damsm, tune, export = lines
+    demo, damsm, train, tune, export = lines
     parse = build_parser().parse_args
     assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
     d = parse(demo[2:])
-    assert d.out == "runs/bundled" and d.minutes > 15
-    assert resume[:3] == ["OMP_NUM_THREADS=1", "dmgan", "train"]
-    r = parse(resume[2:])
-    assert r.resume and r.out == d.out and r.preset == "shapes" and r.data == "shapes"
-    assert r.damsm == f"{d.out}/damsm/damsm.pt" and r.workers == d.workers
     m = parse(damsm[1:])
-    assert m.command == "pretrain-damsm" and m.init_from == r.damsm and m.preset == "shapes"
-    t = parse(tune[1:])
-    assert t.command == "train" and t.init_from == f"{d.out}/best.pt"
-    assert t.damsm == f"{m.out}/damsm.pt" and not t.resume
+    assert m.command == "pretrain-damsm" and m.preset == "shapes"
+    assert m.init_from == f"{d.out}/damsm/damsm.pt"
+    t = parse(train[1:])
+    assert t.command == "train" and t.preset == "shapes" and t.data == "shapes"
+    assert t.damsm == f"{m.out}/damsm.pt" and not t.resume and t.init_from is None
+    assert t.cuda_graphs and t.device == "cuda"
     assert [x for x in t.set if "swap_share" in x] == [x for x in m.set if "swap_share" in x]
+    assert tune[:3] == ["OMP_NUM_THREADS=1", "dmgan", "train"]
+    f = parse(tune[2:])
+    assert f.init_from == f"{t.out}/best.pt" and f.out != t.out and f.damsm == t.damsm
+    assert set(t.set) < set(f.set) and "train.lr_g=1e-4" in f.set
+    assert f.ckpt_every == t.ckpt_every  # the snapshots best.pt is chosen from
     e = parse(export[1:])
-    assert e.checkpoint == f"{t.out}/best.pt"
+    assert e.checkpoint == f"{f.out}/best.pt"
     assert e.output == "src/dmgan/assets/shapes_model.pt"
 
 

@@ -64,17 +64,19 @@ def _flat(parts):
                       [*parts.g.parameters(), *parts.ds.parameters(), *parts.ema.net.parameters()]])
 
 
-def _assert_same_training(losses, params, plain_losses, plain, *, rtol, atol):
+def _assert_same_training(losses, params, plain_losses, plain, *, rtol, atol, drift=0.02):
     """Losses equal to rounding at every step; the parameters too, but for those whose
     gradient is about zero, where rounding can turn Adam's normalised update by up to its
-    rate: they differ from the plain run's by far less than training moved them."""
+    rate: they differ from the plain run's by far less than training moved them (mean
+    difference under `drift` times the mean move; a run that trains on other inputs
+    differs by about the move itself)."""
     for a, b in zip(losses, plain_losses, strict=True):
         assert a.keys() == b.keys()
         torch.testing.assert_close(torch.stack(list(a.values())), torch.stack(list(b.values())),
                                    rtol=rtol, atol=atol)
     (init, after), (_, plain_after) = params, plain
     moved = (plain_after - init).abs().mean()
-    assert moved > 0 and (after - plain_after).abs().mean() < 0.02 * moved
+    assert moved > 0 and (after - plain_after).abs().mean() < drift * moved
 
 
 def test_padding_the_words_adds_masked_zero_positions():
@@ -96,9 +98,15 @@ def test_buffered_padded_updates_equal_the_plain_step(name):
     losses, buffered, graphed = _train(cfg, torch.device("cpu"), batches,
                                        graphed_with={"capture": False})
     assert graphed.eager_calls == 1 and graphed.calls == 5  # the batch of 3
-    _assert_same_training(losses, buffered, plain_losses, plain, rtol=1e-5, atol=1e-5)
-    differ = (buffered[1] - plain[1]).abs() > 1e-5  # on a CPU, a handful at most
-    assert differ.float().mean() < 1e-4, f"{int(differ.sum())} of {differ.numel()} parameters"
+    # the first two steps to float rounding (the padded words change the order of a few
+    # sums); after that Adam lets rounding grow about tenfold a step (2 threads, the
+    # shapes preset: relative 1e-7, 1e-6, 1e-5, 5e-5 at steps 1-4), so later steps are
+    # held to 1e-3, and the parameters to the drift bound (an input not copied differs
+    # by the whole step)
+    for a, b in zip(losses[:2], plain_losses[:2], strict=True):
+        torch.testing.assert_close(torch.stack(list(a.values())), torch.stack(list(b.values())),
+                                   rtol=1e-5, atol=1e-5)
+    _assert_same_training(losses, buffered, plain_losses, plain, rtol=1e-3, atol=1e-5)
 
 
 def test_cuda_graphs_are_refused_off_a_gpu_with_fp16_and_without_capturable_optimizers():
@@ -143,7 +151,9 @@ def test_recorded_updates_follow_the_eager_step_on_cuda(name):
     """Recorded after 3 eager calls, replayed for the rest (one batch of another size runs
     eagerly between replays): the networks follow the eager run to rounding. On a GPU that
     rounding is larger (TF32 convolutions, kernels that add in any order): on an H200 the
-    losses of the padded, buffered calls and of the plain step differed by up to 1e-3."""
+    losses of the padded, buffered calls and of the plain step differed by up to 1e-3, and
+    the shapes networks' parameters by 0.043 of what 10 steps moved them (on a CPU, under
+    0.02)."""
     cfg = preset(name)
     dev = torch.device("cuda")
     batches = _batches(cfg, dev, [4] * 6 + [3] + [4] * 3)
@@ -151,7 +161,8 @@ def test_recorded_updates_follow_the_eager_step_on_cuda(name):
     losses, replayed, graphed = _train(cfg, dev, batches, graphed_with={"warmup": 3},
                                        capturable=True)
     assert graphed.recorded_at == 4 and graphed.eager_calls == 1
-    _assert_same_training(losses, replayed, plain_losses, plain, rtol=5e-3, atol=1e-4)
+    _assert_same_training(losses, replayed, plain_losses, plain, rtol=5e-3, atol=1e-4,
+                          drift=0.1)
 
 
 def test_sample_condition_off_trains_on_the_mean_code():
@@ -172,3 +183,35 @@ def test_sample_condition_off_trains_on_the_mean_code():
                        noise_gen=torch.Generator().manual_seed(3), **batches[0])
             runs.append(_flat(parts))
         assert torch.equal(runs[0], runs[1]) == same
+
+
+def test_an_optimizer_state_saved_under_cuda_graphs_resumes_without_them():
+    """A run recorded on a GPU saves Adam with capturable=True; resumed on a CPU (or without
+    --cuda-graphs) it goes on with this run's setting and the same moments."""
+    from dmgan.train.gan import load_optimizer
+
+    def adam(p, capturable=False):
+        return torch.optim.Adam([p], lr=0.1, foreach=True, capturable=capturable)
+
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0]))
+    opt = adam(p)
+    p.grad = torch.tensor([0.5, 0.1, -0.3])
+    opt.step()
+    state = opt.state_dict()
+    on_gpu = {**state, "param_groups": [{**g, "capturable": True} for g in state["param_groups"]]}
+
+    q = torch.nn.Parameter(p.detach().clone())
+    plain = adam(q)
+    plain.load_state_dict(on_gpu)
+    q.grad = p.grad.clone()
+    with pytest.raises(AssertionError, match="capturable"):
+        plain.step()  # what a resume did before
+
+    r = torch.nn.Parameter(p.detach().clone())
+    resumed = adam(r)
+    load_optimizer(resumed, on_gpu, capturable=False)
+    assert resumed.param_groups[0]["capturable"] is False
+    r.grad = p.grad.clone()
+    resumed.step()
+    opt.step()
+    torch.testing.assert_close(r.detach(), p.detach())  # to float rounding

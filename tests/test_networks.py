@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dmgan import build_discriminators, build_generator, preset
-from dmgan.config import GeneratorConfig
+from dmgan.config import GeneratorConfig, override
 from dmgan.losses import discriminator_loss, generator_adversarial_loss, kl_loss, words_loss
 from dmgan.nn import Discriminator, MemoryStage
 from dmgan.nn.memory import released_row_mask
@@ -262,3 +262,77 @@ def test_spectral_norm_reads_a_channels_last_weight_without_changing_anything():
     ya.square().sum().backward()
     yb.square().sum().backward()
     torch.testing.assert_close(a.weight.grad, b.weight.grad, rtol=1e-10, atol=1e-12)
+
+
+def _reading_generator(init_words: int, *, memory: bool = True):
+    cfg = preset("small").replace(generator=GeneratorConfig(
+        gf_dim=4, z_dim=8, condition_dim=4, num_stages=2, base_size=16, res_blocks=1,
+        mask_mode="exact", init_words=init_words, memory=memory))
+    torch.manual_seed(0)
+    return build_generator(cfg).eval()
+
+
+@pytest.mark.parametrize("size", [4, 8, 16])
+def test_initial_stage_reads_the_words_where_asked(size):
+    g = _reading_generator(size)
+    torch.manual_seed(1)
+    noise, sentence, words = torch.randn(3, 8), torch.randn(3, 32), torch.randn(3, 32, 5)
+    mask = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        out = g(noise, sentence, words, mask, sample_condition=False)
+        other = words.clone()
+        other[:, :, 0] = torch.randn(3, 32)  # another first word, the same sentence code
+        changed = g(noise, sentence, other, mask, sample_condition=False)
+        padding = words.clone()
+        padding[1, :, 3:] = torch.randn(32, 2)  # only padded places of sample 1 differ
+        padded = g(noise, sentence, padding, mask, sample_condition=False)
+    att = out.init_attention
+    assert att.shape == (3, 5, size, size)
+    torch.testing.assert_close(att.sum(1), torch.ones(3, size, size))
+    assert torch.all(att.flatten(2).masked_select(mask.unsqueeze(2).expand(3, 5, size * size)) == 0)
+    # the first image follows the words themselves, not only the sentence code ...
+    assert (changed.images[0] - out.images[0]).abs().max() > 1e-4
+    # ... and never the padding
+    torch.testing.assert_close(padded.images[0], out.images[0], rtol=0, atol=0)
+
+
+def test_without_word_reading_the_first_image_follows_the_sentence_code_alone():
+    for g in (_reading_generator(0), _reading_generator(8, memory=False)):
+        assert not hasattr(g.init_stage, "words")
+        torch.manual_seed(1)
+        args = (torch.randn(2, 8), torch.randn(2, 32))
+        mask = torch.zeros(2, 4, dtype=torch.bool)
+        with torch.no_grad():
+            a = g(*args, torch.randn(2, 32, 4), mask, sample_condition=False)
+            b = g(*args, torch.randn(2, 32, 4), mask, sample_condition=False)
+        assert a.init_attention is None
+        torch.testing.assert_close(a.images[0], b.images[0], rtol=0, atol=0)
+
+
+def test_word_reading_size_is_validated():
+    from dmgan import ConfigError
+
+    base = preset("shapes")
+    for bad in (2, 6, 32):
+        with pytest.raises(ConfigError, match="init_words"):
+            override(base, [f"generator.init_words={bad}"])
+    assert override(base, ["generator.init_words=8"]).generator.init_words == 8
+    assert preset("bird").generator.init_words == 0  # the released generator reads no words there
+
+
+def test_folded_batch_norm_keeps_a_word_reading_generator():
+    from dmgan.nn.fuse import fold_batch_norm
+
+    g = _reading_generator(8)
+    for m in g.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+    torch.manual_seed(2)
+    args = (torch.randn(2, 8), torch.randn(2, 32), torch.randn(2, 32, 6),
+            torch.zeros(2, 6, dtype=torch.bool))
+    folded = fold_batch_norm(g)
+    with torch.no_grad():
+        a, b = g(*args, sample_condition=False), folded(*args, sample_condition=False)
+    for x, y in zip(a.images + [a.init_attention], b.images + [b.init_attention], strict=True):
+        torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)

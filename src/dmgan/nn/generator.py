@@ -13,7 +13,7 @@ from torch import nn
 
 from dmgan.nn.conditioning import ConditioningAugmentation
 from dmgan.nn.layers import UpBlock, conv3x3, glu
-from dmgan.nn.memory import MemoryStage
+from dmgan.nn.memory import MemoryRead, MemoryStage
 
 
 @dataclass
@@ -24,12 +24,22 @@ class GeneratorOutput:
     response_gates: list[torch.Tensor]  # per memory stage, (B, 1, S_i, S_i)
     mu: torch.Tensor  # (B, condition_dim)
     logvar: torch.Tensor  # (B, condition_dim)
+    # the initial stage's word reading (B, T, R, R) when it has one (InitStage), else None
+    init_attention: torch.Tensor | None = None
 
 
 class InitStage(nn.Module):
-    """[condition, noise] -> FC -> (B, C0, 4, 4) -> up-blocks -> (B, gf_dim, base, base)."""
+    """[condition, noise] -> FC -> (B, C0, 4, 4) -> up-blocks -> (B, gf_dim, base, base).
 
-    def __init__(self, *, in_dim: int, gf_dim: int, base_size: int):
+    With read_words = R (a power of two from 4 to base), the features at R x R px also
+    read the words through a memory read (MemoryRead): each place can take what the words
+    say about it, which the sentence code alone hardly tells apart ("a red circle on the
+    left and a blue square on the right" against the same with the places traded).
+    0: no word reading (released).
+    """
+
+    def __init__(self, *, in_dim: int, gf_dim: int, base_size: int, embed_dim: int = 0,
+                 read_words: int = 0, mask_mode: str = "released"):
         super().__init__()
         num_up = int(math.log2(base_size // 4))
         self.channels = gf_dim * 2**num_up  # gf_dim * 16 for a 64 px base, as released
@@ -38,12 +48,27 @@ class InitStage(nn.Module):
         self.ups = nn.ModuleList(
             UpBlock(in_ch=self.channels >> i, out_ch=self.channels >> (i + 1)) for i in range(num_up)
         )
+        self.read_at = -1  # read after this many up-blocks
+        if read_words:
+            if read_words & (read_words - 1) or not 4 <= read_words <= base_size:
+                raise ValueError(f"read_words must be 0 or a power of two from 4 to "
+                                 f"{base_size}, got {read_words}")
+            self.read_at = int(math.log2(read_words // 4))
+            self.words = MemoryRead(gf_dim=self.channels >> self.read_at, embed_dim=embed_dim,
+                                    mask_mode=mask_mode)
 
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
+    def forward(self, code: torch.Tensor, words: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (features (B, gf_dim, base, base), attention (B, T, R, R) or None)."""
         x = glu(self.bn(self.fc(code))).view(-1, self.channels, 4, 4)
-        for up in self.ups:
-            x = up(x)
-        return x
+        attention = None
+        for i in range(len(self.ups) + 1):
+            if i == self.read_at:
+                r = self.words.read(x, words, mask)
+                x, attention = r.fused, r.attention
+            if i < len(self.ups):
+                x = self.ups[i](x)
+        return x, attention
 
 
 class Generator(nn.Module):
@@ -59,12 +84,16 @@ class Generator(nn.Module):
         res_blocks: int = 2,  # residual blocks per memory stage
         mask_mode: str = "released",  # see MemoryStage
         use_memory: bool = True,  # False: the no-memory ablation (see MemoryStage)
+        init_words: int = 0,  # the initial stage reads the words at this size (see InitStage)
     ):
         super().__init__()
         self.z_dim = z_dim
         self.ca = ConditioningAugmentation(embed_dim=embed_dim, condition_dim=condition_dim)
+        # the no-memory ablation reads no words anywhere: the sentence code alone
         self.init_stage = InitStage(in_dim=condition_dim + z_dim, gf_dim=gf_dim,
-                                    base_size=base_size)
+                                    base_size=base_size, embed_dim=embed_dim,
+                                    read_words=init_words if use_memory else 0,
+                                    mask_mode=mask_mode)
         self.stages = nn.ModuleList(
             MemoryStage(gf_dim=gf_dim, embed_dim=embed_dim, res_blocks=res_blocks,
                         mask_mode=mask_mode, use_memory=use_memory)
@@ -88,9 +117,10 @@ class Generator(nn.Module):
         if noise.shape != (sentence.shape[0], self.z_dim):
             raise ValueError(f"noise must be (B, {self.z_dim}), got {tuple(noise.shape)}")
         code, mu, logvar = self.ca(sentence, sample=sample_condition)
-        h = self.init_stage(torch.cat((code, noise), dim=1))
+        h, init_attention = self.init_stage(torch.cat((code, noise), dim=1), words, mask)
         out = GeneratorOutput(images=[torch.tanh(self.to_rgb[0](h))], attention=[],
-                              writing_gates=[], response_gates=[], mu=mu, logvar=logvar)
+                              writing_gates=[], response_gates=[], mu=mu, logvar=logvar,
+                              init_attention=init_attention)
         for stage, to_rgb in zip(self.stages, self.to_rgb[1:], strict=True):
             s = stage(h, words, mask)
             h = s.features

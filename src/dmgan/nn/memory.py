@@ -39,23 +39,32 @@ def released_row_mask(mask: torch.Tensor, num_pixels: int) -> torch.Tensor:
     return mask[rows % b].transpose(1, 2)  # (B, Q, T) -> (B, T, Q)
 
 
-class MemoryStage(nn.Module):
-    """Memory writing -> key addressing -> value reading -> response gate -> residuals -> x2."""
+@dataclass
+class ReadOutput:
+    fused: torch.Tensor  # (B, C, H, W) image features with what was read gated in
+    attention: torch.Tensor  # (B, T, H, W)
+    writing_gate: torch.Tensor  # (B, 1, T)
+    response_gate: torch.Tensor  # (B, 1, H, W)
+
+
+class MemoryRead(nn.Module):
+    """Memory writing -> key addressing -> value reading -> response gate, at one resolution.
+
+    The read path of a dynamic-memory stage (MemoryStage adds its residual blocks and the
+    up-sampling); also the optional word reading inside the initial stage (InitStage).
+    """
 
     def __init__(
         self,
         *,
         gf_dim: int,  # C: image-feature channels in and out
         embed_dim: int,  # D: word-feature size
-        res_blocks: int,  # residual blocks after the response gate
         mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
-        use_memory: bool = True,  # False: image features go straight to the residual blocks
     ):
         super().__init__()
         if mask_mode not in ("released", "exact"):
             raise ValueError(f"mask_mode must be 'released' or 'exact', got {mask_mode!r}")
         self.mask_mode = mask_mode
-        self.use_memory = use_memory
         mem = gf_dim * 2  # memory slot size
         self.word_gate = nn.Linear(embed_dim, 1, bias=False)  # writing gate, word part
         self.image_gate = nn.Linear(gf_dim, 1, bias=False)  # writing gate, image part
@@ -64,21 +73,13 @@ class MemoryStage(nn.Module):
         self.key = nn.Conv1d(mem, gf_dim, kernel_size=1)
         self.value = nn.Conv1d(mem, gf_dim, kernel_size=1)
         self.response_gate = nn.Conv2d(gf_dim * 2, 1, kernel_size=1)
-        self.residual = nn.Sequential(*[ResBlock(channels=mem) for _ in range(res_blocks)])
-        self.upsample = UpBlock(in_ch=mem, out_ch=gf_dim)
 
-    def forward(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> StageOutput:
+    def read(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> ReadOutput:
         """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
         b, c, height, width = h.shape
         if words.shape[0] != b or mask.shape != (b, words.shape[2]):
             raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do not "
                              f"fit image features {tuple(h.shape)}")
-        if not self.use_memory:
-            out = self.upsample(self.residual(torch.cat((h, h), dim=1)))
-            return StageOutput(features=out, attention=h.new_zeros(b, words.shape[2], height, width),
-                               writing_gate=h.new_zeros(b, 1, words.shape[2]),
-                               response_gate=h.new_zeros(b, 1, height, width))
-
         # Memory writing: the gate sees each word and the pooled image (no gradient to it).
         pooled = h.mean(dim=(2, 3)).detach()  # (B, C)
         gate = self.word_gate(words.transpose(1, 2)).transpose(1, 2)  # (B, 1, T)
@@ -106,11 +107,39 @@ class MemoryStage(nn.Module):
         read = read.view(b, c, height, width)  # (B, C, H, W)
         response_gate = torch.sigmoid(self.response_gate(torch.cat((h, read), dim=1)))
         fused = h * (1.0 - response_gate) + read * response_gate
+        return ReadOutput(fused=fused, attention=attention.view(b, -1, height, width),
+                          writing_gate=writing_gate, response_gate=response_gate)
 
-        out = self.upsample(self.residual(torch.cat((fused, fused), dim=1)))
-        return StageOutput(
-            features=out,
-            attention=attention.view(b, -1, height, width),
-            writing_gate=writing_gate,
-            response_gate=response_gate,
-        )
+
+class MemoryStage(MemoryRead):
+    """Memory read (MemoryRead) -> residual blocks -> x2 up-sampling."""
+
+    def __init__(
+        self,
+        *,
+        gf_dim: int,  # C: image-feature channels in and out
+        embed_dim: int,  # D: word-feature size
+        res_blocks: int,  # residual blocks after the response gate
+        mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
+        use_memory: bool = True,  # False: image features go straight to the residual blocks
+    ):
+        super().__init__(gf_dim=gf_dim, embed_dim=embed_dim, mask_mode=mask_mode)
+        self.use_memory = use_memory
+        self.residual = nn.Sequential(*[ResBlock(channels=gf_dim * 2) for _ in range(res_blocks)])
+        self.upsample = UpBlock(in_ch=gf_dim * 2, out_ch=gf_dim)
+
+    def forward(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> StageOutput:
+        """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
+        b, _, height, width = h.shape
+        if not self.use_memory:
+            if words.shape[0] != b or mask.shape != (b, words.shape[2]):
+                raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do "
+                                 f"not fit image features {tuple(h.shape)}")
+            out = self.upsample(self.residual(torch.cat((h, h), dim=1)))
+            return StageOutput(features=out, attention=h.new_zeros(b, words.shape[2], height, width),
+                               writing_gate=h.new_zeros(b, 1, words.shape[2]),
+                               response_gate=h.new_zeros(b, 1, height, width))
+        r = self.read(h, words, mask)
+        out = self.upsample(self.residual(torch.cat((r.fused, r.fused), dim=1)))
+        return StageOutput(features=out, attention=r.attention, writing_gate=r.writing_gate,
+                           response_gate=r.response_gate)

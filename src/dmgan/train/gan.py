@@ -294,6 +294,13 @@ def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fake
     return losses
 
 
+def load_optimizer(opt: torch.optim.Optimizer, state: dict, capturable: bool) -> None:
+    """Load a saved optimizer state under this run's `capturable` (--cuda-graphs may change
+    on resume: a run recorded on a GPU goes on eagerly, on a CPU too, and back)."""
+    groups = [{**group, "capturable": capturable} for group in state["param_groups"]]
+    opt.load_state_dict({**state, "param_groups": groups})
+
+
 def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
     """Train (or, with opts.resume, continue) a run in opts.out, holding its lock."""
     rt = setup_runtime(opts.device)
@@ -373,9 +380,9 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
         ema.net.load_state_dict(nets["generator_ema"])
         for i, d in enumerate(ds):
             d.load_state_dict(nets[f"discriminator{i}"])
-        opt_g.load_state_dict(payload["optimizers"]["generator"])
+        load_optimizer(opt_g, payload["optimizers"]["generator"], opts.cuda_graphs)
         for i, o in enumerate(opt_ds):
-            o.load_state_dict(payload["optimizers"][f"discriminator{i}"])
+            load_optimizer(o, payload["optimizers"][f"discriminator{i}"], opts.cuda_graphs)
         step, epoch, batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
         states = payload["rng"]
         set_rng_state(states[rt.rank] if isinstance(states, list) else states, noise_gen)
