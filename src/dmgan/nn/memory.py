@@ -39,6 +39,13 @@ def released_row_mask(mask: torch.Tensor, num_pixels: int) -> torch.Tensor:
     return mask[rows % b].transpose(1, 2)  # (B, Q, T) -> (B, T, Q)
 
 
+def _check_inputs(h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> None:
+    b = h.shape[0]
+    if words.shape[0] != b or mask.shape != (b, words.shape[2]):
+        raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do not "
+                         f"fit image features {tuple(h.shape)}")
+
+
 @dataclass
 class ReadOutput:
     fused: torch.Tensor  # (B, C, H, W) image features with what was read gated in
@@ -77,9 +84,7 @@ class MemoryRead(nn.Module):
     def read(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> ReadOutput:
         """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
         b, c, height, width = h.shape
-        if words.shape[0] != b or mask.shape != (b, words.shape[2]):
-            raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do not "
-                             f"fit image features {tuple(h.shape)}")
+        _check_inputs(h, words, mask)
         # Memory writing: the gate sees each word and the pooled image (no gradient to it).
         pooled = h.mean(dim=(2, 3)).detach()  # (B, C)
         gate = self.word_gate(words.transpose(1, 2)).transpose(1, 2)  # (B, 1, T)
@@ -132,9 +137,7 @@ class MemoryStage(MemoryRead):
         """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
         b, _, height, width = h.shape
         if not self.use_memory:
-            if words.shape[0] != b or mask.shape != (b, words.shape[2]):
-                raise ValueError(f"words {tuple(words.shape)} / mask {tuple(mask.shape)} do "
-                                 f"not fit image features {tuple(h.shape)}")
+            _check_inputs(h, words, mask)
             out = self.upsample(self.residual(torch.cat((h, h), dim=1)))
             return StageOutput(features=out, attention=h.new_zeros(b, words.shape[2], height, width),
                                writing_gate=h.new_zeros(b, 1, words.shape[2]),
