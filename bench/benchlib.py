@@ -92,6 +92,9 @@ def machine_record(device: torch.device | None = None, probe: bool = True) -> di
               "device": str(device)}
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
+    from dmgan.device import configure_allocator
+
+    record["allocator"] = configure_allocator()[0]  # host memory (dmgan.device)
     if probe:
         dtype = torch.float32
         record["conv_probe_gflops"] = round(conv_peak_flops(device, dtype, repeats=3) / 1e9, 1)

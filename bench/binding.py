@@ -118,9 +118,9 @@ def _discriminator(path: str, data, te) -> dict:
             caps = torch.zeros(2, max(map(len, ids)), dtype=torch.long)
             for k, row in enumerate(ids):
                 caps[k, : len(row)] = torch.tensor(row)
-            sentence = te(caps, torch.tensor([len(r) for r in ids])).sentence
+            text = te(caps, torch.tensor([len(r) for r in ids]))
             image = data[i].images[-1][None].expand(2, -1, -1, -1)
-            logits = d.cond_logits(d(image), sentence)
+            logits = d.cond_logits(d(image), text.sentence, text.words, text.mask)
             hits[key].append(bool(logits[0] > logits[1]))
     return {k: round(sum(v) / len(v), 3) for k, v in hits.items() if v}
 

@@ -26,7 +26,9 @@ def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     from benchlib import count_flops, machine_record, median_seconds, peak_memory_mib
 
     from dmgan import build_generator, preset
+    from dmgan.device import configure_allocator
 
+    configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     cfg = preset(args.preset)

@@ -59,7 +59,8 @@ def main() -> None:
     rows = {}
     for k, d in enumerate(ds):
         rows[f"adversarial D{k}"] = norms(generator_adversarial_loss(
-            [d], [out.images[k]], text.sentence, kind=lo.adversarial))
+            [d], [out.images[k]], text.sentence, kind=lo.adversarial, words=text.words,
+            mask=text.mask))
     regions, code = ie(out.images[-1])
     w = words_loss(regions, text.words, b.lengths, b.class_ids, gamma1=lo.gamma1,
                    gamma2=lo.gamma2, gamma3=lo.gamma3)

@@ -47,11 +47,13 @@ def main() -> None:
     args = p.parse_args()
 
     from dmgan import build_discriminators, build_generator, preset
+    from dmgan.device import configure_allocator
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.gan import EMA, GANParts, train_step
     from dmgan.train.graphs import GraphedUpdate
     from dmgan.train.runtime import Runtime
 
+    configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)
     dev = torch.device(args.device)
     cfg = preset(args.preset)

@@ -80,6 +80,41 @@ def test_discriminator_any_power_of_two(size, df):
     assert len(d.down) == len(d.squeeze) == max(0, (size // 64).bit_length() - 1)
 
 
+def test_word_matching_discriminator_reads_the_words_where_it_looks():
+    torch.manual_seed(0)
+    plain = Discriminator(image_size=32, df_dim=4, embed_dim=8).eval()
+    d = Discriminator(image_size=32, df_dim=4, embed_dim=8, word_match=True).eval()
+    d.load_state_dict({**plain.state_dict(),
+                       **{k: v for k, v in d.state_dict().items() if k.startswith("word_")}})
+    torch.nn.init.zeros_(d.word_joint.weight)
+    torch.nn.init.zeros_(d.word_joint.bias)
+    images, sent = torch.randn(3, 3, 32, 32), torch.randn(3, 8)
+    words = torch.randn(3, 8, 6)
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    mask[1, 4:] = True
+    with torch.no_grad():
+        f = d(images)
+        # the word part starting at zero adds nothing: the D it was made from, unchanged
+        torch.testing.assert_close(d.cond_logits(f, sent, words, mask), plain.cond_logits(f, sent))
+        torch.nn.init.normal_(d.word_joint.weight)
+        base = d.cond_logits(f, sent, words, mask)
+        other = words.clone()
+        other[:, :, 2] += 1.0
+        assert (d.cond_logits(f, sent, other, mask) - base).abs().min() > 1e-4
+        padded = words.clone()
+        padded[1, :, 4:] = 100.0  # padding is never read
+        torch.testing.assert_close(d.cond_logits(f, sent, padded, mask), base)
+        read = d.read_words(f, words, mask)
+        assert read.shape == (3, 8, 4, 4)
+    with pytest.raises(ValueError, match="needs the caption's words"):
+        d.cond_logits(f, sent)
+    # trains: gradients reach the word reading through the match losses
+    d.train()
+    loss = discriminator_loss(d, images, images.flip(0), sent, words=words, mask=mask).total
+    loss.backward()
+    assert d.word_query.weight.grad.abs().sum() > 0
+
+
 def test_a_training_step_backpropagates_through_everything():
     cfg = preset("small")
     torch.manual_seed(0)

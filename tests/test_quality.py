@@ -377,6 +377,26 @@ def test_contrast_captions_change_one_thing_and_keep_the_image():
     assert batch.negatives.shape == (4, 30) and batch.negative_lengths.shape == (4,)
 
 
+def test_two_object_share_sets_the_mix_and_its_default_keeps_the_data():
+    from dmgan.data.open import open_data
+    from dmgan.data.shapes import ShapesDataset
+
+    default = ShapesDataset(length=60, seed=3)
+    same = ShapesDataset(length=60, seed=3, two_object_share=0.5)
+    assert [default.scene(i)[1] for i in range(60)] == [same.scene(i)[1] for i in range(60)]
+    for share, low, high in ((0.0, 0, 0), (1.0, 400, 400), (0.8, 290, 350)):
+        data = ShapesDataset(length=400, seed=3, two_object_share=share)
+        twos = sum(len(data.scene(i)[0].objects) == 2 for i in range(400))
+        assert low <= twos <= high, (share, twos)
+    cfg = override(preset("tiny"), ["data.shapes_two_object_share=1"])
+    opened = open_data(cfg, "shapes", "train", seed=0, max_words=30)
+    assert all(len(opened.scene(i)[0].objects) == 2 for i in range(20))
+    with pytest.raises(ConfigError, match="shapes_two_object_share"):
+        override(preset("tiny"), ["data.shapes_two_object_share=1.5"])
+    with pytest.raises(ValueError, match="two_object_share"):
+        ShapesDataset(length=4, two_object_share=-0.1)
+
+
 def collate_of(dataset, n):
     from dmgan.data.collate import collate
 

@@ -15,6 +15,7 @@ from fixtures import run_cli
 
 from dmgan import DMGAN, preset
 from dmgan.checkpoint import load_checkpoint
+from dmgan.errors import CheckpointError
 from dmgan.train.damsm import pretrain_damsm
 from dmgan.train.gan import TrainOptions, train_gan
 
@@ -357,6 +358,33 @@ def test_init_from_starts_a_new_run_from_trained_networks(tmp_path, damsm):
     init_networks(tmp_path / "model.pt", cfg, g2, ema2, ds2)
     assert all(torch.equal(v, nets["generator_ema"][k]) for k, v in g2.state_dict().items())
     assert all(torch.equal(v, fresh[k]) for k, v in ds2[0].state_dict().items())
+
+
+def test_init_from_may_give_the_discriminators_word_matching(tmp_path, damsm):
+    from dmgan.config import override
+    from dmgan.models import build_discriminators, build_generator
+    from dmgan.train.gan import init_networks
+
+    cfg = tiny_config()
+    source = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=2)).last_checkpoint
+    words_cfg = override(cfg, ["discriminator.word_match=true"])
+    g, ema, ds = build_generator(words_cfg), build_generator(words_cfg), \
+        build_discriminators(words_cfg)
+    init_networks(source, words_cfg, g, ema, ds)
+    nets = _weights(source)["networks"]
+    for i, d in enumerate(ds):
+        own = d.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in nets[f"discriminator{i}"].items())
+        assert not own["word_joint.weight"].any()  # adds nothing yet
+    # and trains with contrast captions as the mismatched pairs (their words too)
+    run = train_gan(override(words_cfg, ["train.contrast_negatives=true"]),
+                    _opts(tmp_path / "b", damsm, max_steps=2, init_from=source))
+    after = _weights(run.last_checkpoint)["networks"]["discriminator0"]
+    assert after["word_joint.weight"].any()
+    # the other way (dropping the words) is refused
+    with pytest.raises(CheckpointError, match="word_match"):
+        init_networks(run.last_checkpoint, cfg, build_generator(cfg), build_generator(cfg),
+                      build_discriminators(cfg))
 
 
 def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):

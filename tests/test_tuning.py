@@ -45,3 +45,52 @@ def test_the_layout_probe_answers_even_when_it_cannot_cache(monkeypatch, tmp_pat
     assert not hit and set(times) == {"contiguous", "channels_last"} and isinstance(cl, bool)
     # fixed by the caller: no probe
     assert DMGAN.from_preset("tiny").optimize_for_inference(channels_last=False).layout == "contiguous"
+
+
+def _allocator_in_a_process(env: dict, tmp_path) -> tuple[int, str, str]:
+    """configure_allocator in a fresh process (it is decided once per process)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from dmgan.device import configure_allocator\n"
+            "print(configure_allocator())\n"
+            "import torch\n"
+            "torch.empty(64 << 20).fill_(1.0)\n"  # large blocks still allocate and free
+            "print(configure_allocator())\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "DMGAN_CACHE": str(tmp_path), **env}, timeout=120)
+    return res.returncode, res.stdout, res.stderr
+
+
+def test_host_memory_mode_is_asked_or_measured_once_per_process(tmp_path):
+    import platform
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    for mode in ("reuse", "system"):
+        rc, out, err = _allocator_in_a_process({"DMGAN_ALLOCATOR": mode}, tmp_path)
+        lines = out.splitlines()
+        assert rc == 0, err
+        assert lines[0] == lines[1] == str((mode, "DMGAN_ALLOCATOR") if glibc
+                                           else ("system", "not glibc"))
+    rc, out, err = _allocator_in_a_process({"DMGAN_ALLOCATOR": "auto"}, tmp_path)
+    assert rc == 0 and ("measured: system" in out if glibc else "not glibc" in out), err
+    if glibc:  # the probe's times are cached for the machine
+        entry = next(v for k, v in json.loads((tmp_path / "probes.json").read_text()).items()
+                     if "allocator" in k)
+        assert set(entry["times_s"]) == {"system", "reuse"}
+        rc, out, _ = _allocator_in_a_process({}, tmp_path)
+        assert "(cached)" in out
+    rc, out, err = _allocator_in_a_process({"DMGAN_ALLOCATOR": "fast"}, tmp_path)
+    assert rc != 0 and "choose one of auto, reuse, system" in err
+
+
+def test_a_wrong_allocator_setting_is_one_line_and_exit_2(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "dmgan", "info"], capture_output=True, text=True,
+                         env={**os.environ, "DMGAN_ALLOCATOR": "fast"}, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "DMGAN_ALLOCATOR='fast'" in res.stderr

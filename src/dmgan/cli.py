@@ -197,6 +197,9 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        from dmgan.device import configure_allocator
+
+        configure_allocator()  # before the first large tensor (see dmgan.device)
         COMMANDS[args.command](args)
     except DMGANError as exc:
         print(f"dmgan: error: {exc}", file=sys.stderr)

@@ -58,6 +58,9 @@ class GeneratorConfig:
 class DiscriminatorConfig:
     df_dim: int = 32  # channels of the first discriminator conv
     unconditional: bool = True  # also judge real/fake without the sentence
+    # the match head also reads the words (attention over the words per place); not in the
+    # released model. May be switched on for train --init-from a run without it.
+    word_match: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,9 @@ class DataConfig:
     # twin 0.43 (chance 0.5); fine-tuned 4,000 steps with 0.8, 0.87 and 0.73
     # (bench/damsm_attributes.py; bench/README.md, recipe study)
     shapes_swap_share: float = 0.0
+    # built-in shapes data: the share of training scenes with two objects (0.5; the held-out
+    # captions of every evaluation keep 0.5)
+    shapes_two_object_share: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -247,6 +253,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (0.0 <= cfg.data.shapes_background_phrase <= 1.0,
          "data.shapes_background_phrase must be in [0, 1]"),
         (0.0 <= cfg.data.shapes_swap_share <= 1.0, "data.shapes_swap_share must be in [0, 1]"),
+        (0.0 <= cfg.data.shapes_two_object_share <= 1.0,
+         "data.shapes_two_object_share must be in [0, 1]"),
         (cfg.damsm.image_encoder in ("inception", "cnn"),
          "damsm.image_encoder must be 'inception' or 'cnn'"),
     ]

@@ -40,9 +40,13 @@ def build_discriminators(cfg: DMGANConfig, *, init: bool = True) -> nn.ModuleLis
     ds = nn.ModuleList(
         Discriminator(image_size=size, df_dim=cfg.discriminator.df_dim,
                       embed_dim=cfg.text.embed_dim,
-                      unconditional=cfg.discriminator.unconditional)
+                      unconditional=cfg.discriminator.unconditional,
+                      word_match=cfg.discriminator.word_match)
         for size in cfg.generator.image_sizes
     )
     if init:
         init_released(ds)
+        for d in ds:
+            if d.word_match:  # see Discriminator: the words' part starts at zero
+                nn.init.zeros_(d.word_joint.weight)
     return ds

@@ -5,7 +5,10 @@ time a command meets a (machine, torch, network, batch) combination, then cached
   forward and backward at the training batch (at most 4), timed at 1, 2, 4, ... threads up to the
   cores this process may use; the fastest wins, ties (within 5%) go to fewer threads;
 - the memory layout of inference (`probe_layout`): the generator prepared for inference
-  (batch norms folded) in contiguous and in channels_last layout, timed at batch 1.
+  (batch norms folded) in contiguous and in channels_last layout, timed at batch 1;
+- how large host memory is allocated (`probe_allocator`): filling fresh 256 MiB tensors
+  with glibc's defaults (a new mmap each, faulted in page by page) and from a heap that
+  keeps freed blocks (dmgan.device.use_heap_reuse), each in a child process.
 
 The cache is a JSON file (`$DMGAN_CACHE` or ~/.cache/dmgan/probes.json) keyed by the CPU
 model, the cores, the torch version and what was probed; each entry keeps the times, so
@@ -137,3 +140,42 @@ def probe_layout(generator: torch.nn.Module, cfg, batch: int = 1) -> tuple[bool,
     entry, hit = _cached(what, measure)
     times = entry["times_s"]
     return times["channels_last"] <= times["contiguous"] * TIE, times, hit
+
+
+ALLOC_PROBE_BYTES = 256 << 20
+ALLOC_GAIN = 1.5  # the heap must fill fresh memory this much faster to be chosen
+_FILL = """
+import sys, time, torch
+from dmgan.device import use_heap_reuse
+if sys.argv[1] == "reuse":
+    use_heap_reuse()
+times = []
+for _ in range(4):
+    t0 = time.perf_counter()
+    torch.empty(int(sys.argv[2]) // 4).fill_(1.0)
+    times.append(time.perf_counter() - t0)
+print(min(times[1:]))
+"""
+
+
+def probe_allocator() -> tuple[bool, dict, bool]:
+    """(heap reuse pays, {mode: seconds}, from_cache): the time to fill a fresh
+    ALLOC_PROBE_BYTES tensor with glibc as it is and with heap reuse, each in a process of
+    its own (this one is left as it was)."""
+    import subprocess
+    import sys
+
+    def measure() -> dict:
+        times = {}
+        for mode in ("system", "reuse"):
+            res = subprocess.run([sys.executable, "-c", _FILL, mode, str(ALLOC_PROBE_BYTES)],
+                                 capture_output=True, text=True, timeout=300)
+            try:
+                times[mode] = round(float(res.stdout.strip().splitlines()[-1]), 4)
+            except (ValueError, IndexError):  # cannot measure here: keep the system's way
+                return {"times_s": {"system": 1.0, "reuse": 1.0}, "failed": res.stderr[-300:]}
+        return {"times_s": times}
+
+    entry, hit = _cached(f"allocator|{ALLOC_PROBE_BYTES >> 20} MiB", measure)
+    times = entry["times_s"]
+    return times["system"] >= times["reuse"] * ALLOC_GAIN, times, hit

@@ -29,6 +29,7 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
                              background_phrase=cfg.data.shapes_background_phrase,
                              contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives,
                              swap_share=cfg.data.shapes_swap_share,
+                             two_object_share=cfg.data.shapes_two_object_share,
                              cache_images=cache_images)
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")

@@ -113,8 +113,9 @@ def vocabulary() -> Vocabulary:
     return Vocabulary(["<end>", *sorted(words)])
 
 
-def sample_scene(rng: np.random.Generator, max_objects: int = 2) -> Scene:
-    n = 1 if max_objects == 1 or rng.random() < 0.5 else 2
+def sample_scene(rng: np.random.Generator, max_objects: int = 2, two_share: float = 0.5) -> Scene:
+    """One or (`two_share` of the time, when `max_objects` allows) two objects at random."""
+    n = 1 if max_objects == 1 or rng.random() < 1.0 - two_share else 2
     positions = ([POSITIONS[rng.integers(len(POSITIONS))]] if n == 1
                  else list(PAIRS[rng.integers(len(PAIRS))]))
     if n == 2 and rng.random() < 0.5:
@@ -258,6 +259,7 @@ class ShapesDataset(Dataset):
         background_phrase: float = 1.0,
         contrast: bool = False,
         swap_share: float = 0.0,
+        two_object_share: float = 0.5,
         cache_images: bool = False,
     ):
         """background_phrase: the share of captions that name the background (the rest
@@ -265,6 +267,8 @@ class ShapesDataset(Dataset):
         contrast: every sample also carries a contrast caption (`contrast_scene`), worded
         like its own caption, as a hard negative; `swap_share` of the two-object ones trade
         the objects' colours or places (see `contrast_scene`).
+        two_object_share: the share of scenes with two objects (0.5: the held-out captions
+        every evaluation reads).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
@@ -278,6 +282,9 @@ class ShapesDataset(Dataset):
         if not 0.0 <= swap_share <= 1.0:
             raise ValueError(f"swap_share must be in [0, 1], got {swap_share}")
         self.contrast, self.swap_share = contrast, swap_share
+        if not 0.0 <= two_object_share <= 1.0:
+            raise ValueError(f"two_object_share must be in [0, 1], got {two_object_share}")
+        self.two_object_share = two_object_share
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -300,7 +307,7 @@ class ShapesDataset(Dataset):
         """The sample's generator (the wording draws come next), its scene, and whether its
         caption names the background."""
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
-        scene = sample_scene(rng, self.max_objects)
+        scene = sample_scene(rng, self.max_objects, self.two_object_share)
         named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
         return rng, scene, named
 

@@ -52,26 +52,28 @@ class DiscriminatorLoss:
 
 
 def matching_aware_penalty(
-    d: Discriminator, real: torch.Tensor, sentence: torch.Tensor, *, power: float
+    d: Discriminator, real: torch.Tensor, sentence: torch.Tensor, *, power: float,
+    words: torch.Tensor | None = None, mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DF-GAN's matching-aware zero-centred gradient penalty on real, matching pairs.
 
     Returns (features of `real`, penalty = mean over samples of |grad|^power), where grad is
     the gradient of the match logit with respect to the image and the sentence together.
-    The graph is kept (create_graph), so the penalty trains D.
+    The graph is kept (create_graph), so the penalty trains D. `words`/`mask`: for a
+    word-matching D (held fixed here).
     """
     real = real.detach().requires_grad_(True)
     sentence = sentence.detach().requires_grad_(True)
     features = d(real)
-    logits = d.cond_logits(features, sentence)
+    logits = d.cond_logits(features, sentence, words, mask)
     g_img, g_sent = torch.autograd.grad(logits.sum(), (real, sentence), create_graph=True)
     norm = torch.cat((g_img.flatten(1), g_sent.flatten(1)), dim=1).norm(dim=1)
     return features, norm.pow(power).mean()
 
 
 @torch.no_grad()
-def hardest_other_sentence(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
-    """Per sample, the batch's most similar sentence (cosine) of another class: (B, D).
+def hardest_other(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
+    """Per sample, the index of the batch's most similar sentence (cosine) of another class.
 
     Mismatched pairs made of these differ from the truth in few words, so D must read every
     word to reject them (the released pairs, sentence i + 1, differ in most words).
@@ -87,8 +89,12 @@ def hardest_other_sentence(sentence: torch.Tensor, class_ids: torch.Tensor | Non
     pick = sim.argmax(dim=1)
     # a row with no other class keeps the released choice, the next sample
     lonely = torch.isinf(sim.max(dim=1).values)
-    pick = torch.where(lonely, (torch.arange(b, device=sentence.device) + 1) % b, pick)
-    return sentence[pick]
+    return torch.where(lonely, (torch.arange(b, device=sentence.device) + 1) % b, pick)
+
+
+def hardest_other_sentence(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
+    """(B, D): the sentences `hardest_other` picks."""
+    return sentence[hardest_other(sentence, class_ids)]
 
 
 def discriminator_loss(
@@ -101,6 +107,10 @@ def discriminator_loss(
     gp_weight: float = 0.0,
     gp_power: float = 6.0,
     wrong_sentence: torch.Tensor | None = None,
+    words: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    wrong_words: torch.Tensor | None = None,
+    wrong_mask: torch.Tensor | None = None,
 ) -> DiscriminatorLoss:
     """Real, fake and mismatched pairs; conditional and (when D has it) unconditional.
 
@@ -109,7 +119,9 @@ def discriminator_loss(
     sentence i + 1 (released), or with `wrong_sentence[i]` (B, D) when given (e.g. hard
     negatives, `hardest_other_sentence`). The calls run in the released order
     (D(real), D(fake), then the heads), which fixes the sequence of spectral-norm power
-    iterations.
+    iterations. A word-matching D also takes the captions' words (B, D, T) and padding
+    masks (B, T): `words`/`mask` for the sentences, `wrong_words`/`wrong_mask` for
+    `wrong_sentence`.
     """
     if real.shape[0] < 2:
         raise ValueError("the discriminator loss needs a batch of at least 2 (mismatched pairs)")
@@ -117,17 +129,19 @@ def discriminator_loss(
         raise ValueError(f"unknown adversarial loss {kind!r}")
     penalty = None
     if gp_weight > 0:
-        real_f, penalty = matching_aware_penalty(d, real, sentence, power=gp_power)
+        real_f, penalty = matching_aware_penalty(d, real, sentence, power=gp_power,
+                                                 words=words, mask=mask)
         penalty = penalty * gp_weight
     else:
         real_f = d(real)
     fake_f = d(fake.detach())
-    cond_real = _real(d.cond_logits(real_f, sentence), kind)
-    cond_fake = _fake(d.cond_logits(fake_f, sentence), kind)
+    cond_real = _real(d.cond_logits(real_f, sentence, words, mask), kind)
+    cond_fake = _fake(d.cond_logits(fake_f, sentence, words, mask), kind)
     if wrong_sentence is None:
-        cond_wrong = _fake(d.cond_logits(real_f[:-1], sentence[1:]), kind)
+        cond_wrong = _fake(d.cond_logits(real_f[:-1], sentence[1:], _rest(words), _rest(mask)),
+                           kind)
     else:
-        cond_wrong = _fake(d.cond_logits(real_f, wrong_sentence), kind)
+        cond_wrong = _fake(d.cond_logits(real_f, wrong_sentence, wrong_words, wrong_mask), kind)
     real_u, fake_u = d.uncond_logits(real_f), d.uncond_logits(fake_f)
     if real_u is None or fake_u is None:
         total = cond_real + (cond_fake + cond_wrong) / 2.0
@@ -141,20 +155,27 @@ def discriminator_loss(
                              penalty)
 
 
+def _rest(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else x[1:]
+
+
 def generator_adversarial_loss(
     ds: Sequence[Discriminator],
     images: Sequence[torch.Tensor],
     sentence: torch.Tensor,
     *,
     kind: str = "bce",
+    words: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over stages of the conditional (+ unconditional) 'looks real' losses."""
+    """Sum over stages of the conditional (+ unconditional) 'looks real' losses (`words`,
+    `mask`: for word-matching Ds)."""
     if len(ds) != len(images):
         raise ValueError(f"{len(ds)} discriminators for {len(images)} images")
     total = images[0].new_zeros(())
     for d, img in zip(ds, images, strict=True):
         features = d(img)
-        total = total + _fooled(d.cond_logits(features, sentence), kind)
+        total = total + _fooled(d.cond_logits(features, sentence, words, mask), kind)
         uncond = d.uncond_logits(features)
         if uncond is not None:
             total = total + _fooled(uncond, kind)

@@ -39,7 +39,8 @@ def generator_loss(
     loss: LossConfig,
     class_ids: torch.Tensor | None = None,
 ) -> GeneratorLoss:
-    adv = generator_adversarial_loss(ds, out.images, text.sentence, kind=loss.adversarial)
+    adv = generator_adversarial_loss(ds, out.images, text.sentence, kind=loss.adversarial,
+                                     words=text.words, mask=text.mask)
     regions, code = image_encoder(out.images[-1])
     w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,
                    gamma2=loss.gamma2, gamma3=loss.gamma3)

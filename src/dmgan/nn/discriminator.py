@@ -4,6 +4,11 @@ Images of size S = 64 * 2^k pass four stride-2 convs (16x down), k more stride-2
 that double the channels, then k 3x3 convs that bring the channels back to 8 * df_dim,
 ending at (B, 8*df_dim, 4, 4). Sizes below 64 use fewer of the first four convs.
 All convs carry the released spectral norm; the two 4x4 output convs do not.
+
+With `word_match` (not in the released model) the match head also reads the words: each
+of the 4 x 4 places attends over the caption's word features and the joint conv sees what
+it read beside the sentence code, so D can check which object the words put where, not
+only which objects the sentence names.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class Discriminator(nn.Module):
         df_dim: int = 32,  # channels after the first conv
         embed_dim: int = 256,  # D: sentence feature size for the conditional head
         unconditional: bool = True,  # build the unconditional (real/fake) head
+        word_match: bool = False,  # the match head also reads the words (see the module doc)
     ):
         super().__init__()
         if image_size < 8 or image_size & (image_size - 1):
@@ -64,6 +70,13 @@ class Discriminator(nn.Module):
                                    padding=1)
         self.cond_out = nn.Conv2d(top, 1, kernel_size=4, stride=4)
         self.uncond_out = nn.Conv2d(top, 1, kernel_size=4, stride=4) if unconditional else None
+        self.word_match = word_match
+        if word_match:
+            # queries from each place's features; what a place read enters the joint conv's
+            # sum through a 1x1 conv that starts at zero, so a D trained without the words
+            # goes on unchanged at first (train --init-from)
+            self.word_query = nn.Conv2d(top, embed_dim, kernel_size=1)
+            self.word_joint = nn.Conv2d(embed_dim, top, kernel_size=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> features (B, 8*df_dim, 4, 4)."""
@@ -75,11 +88,30 @@ class Discriminator(nn.Module):
             x = _lrelu(conv(x))
         return x
 
-    def cond_logits(self, features: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        """Match logits (B,) of features (B, 8*df_dim, 4, 4) with sentences (B, D)."""
+    def cond_logits(self, features: torch.Tensor, sentence: torch.Tensor,
+                    words: torch.Tensor | None = None,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Match logits (B,) of features (B, 8*df_dim, 4, 4) with sentences (B, D); a
+        `word_match` D also needs the words (B, D, T) and their padding mask (B, T)."""
         c = sentence.view(-1, self.embed_dim, 1, 1).expand(-1, -1, *features.shape[2:])
-        x = _lrelu(self.cond_joint(torch.cat((features, c), dim=1)))
-        return self.cond_out(x).view(-1)
+        x = self.cond_joint(torch.cat((features, c), dim=1))
+        if self.word_match:
+            if words is None:
+                raise ValueError("a word-matching discriminator needs the caption's words")
+            x = x + self.word_joint(self.read_words(features, words, mask))
+        return self.cond_out(_lrelu(x)).view(-1)
+
+    def read_words(self, features: torch.Tensor, words: torch.Tensor,
+                   mask: torch.Tensor | None) -> torch.Tensor:
+        """(B, D, h, w): per place, the words' features weighted by a softmax over the words
+        of how well each matches the place's query (padding never read)."""
+        b, _, h, w = features.shape
+        query = self.word_query(features).flatten(2)  # (B, D, h*w)
+        scores = torch.bmm(query.transpose(1, 2), words) / self.embed_dim ** 0.5  # (B, hw, T)
+        if mask is not None:
+            scores = scores.masked_fill(mask.unsqueeze(1), float("-inf"))
+        read = torch.bmm(words, scores.softmax(dim=2).transpose(1, 2))  # (B, D, h*w)
+        return read.view(b, self.embed_dim, h, w)
 
     def uncond_logits(self, features: torch.Tensor) -> torch.Tensor | None:
         """Real/fake logits (B,), or None without the unconditional head."""
@@ -87,8 +119,10 @@ class Discriminator(nn.Module):
             return None
         return self.uncond_out(features).view(-1)
 
-    def judge(self, images: torch.Tensor, sentence: torch.Tensor | None) -> DiscriminatorOutput:
+    def judge(self, images: torch.Tensor, sentence: torch.Tensor | None,
+              words: torch.Tensor | None = None,
+              mask: torch.Tensor | None = None) -> DiscriminatorOutput:
         features = self(images)
-        cond = None if sentence is None else self.cond_logits(features, sentence)
+        cond = None if sentence is None else self.cond_logits(features, sentence, words, mask)
         return DiscriminatorOutput(features=features, cond_logits=cond,
                                    uncond_logits=self.uncond_logits(features))

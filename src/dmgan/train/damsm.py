@@ -16,7 +16,7 @@ from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_data
-from dmgan.device import configure_threads, resolve_device
+from dmgan.device import configure_allocator, configure_threads, resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
 from dmgan.models import build_image_encoder, build_text_encoder
@@ -108,8 +108,9 @@ def pretrain_damsm(
     # the inputs are good: now the thread count (a probe the first time on this machine)
     n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
                                        batch=cfg.damsm.batch_size)
-    print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers",
-          flush=True)
+    memory, memory_why = configure_allocator()
+    print(f"damsm: device {dev}; {n_threads} CPU threads ({why}); {workers} data workers; "
+          f"host memory: {memory} ({memory_why})", flush=True)
     text_encoder = build_text_encoder(cfg).to(dev)
     image_encoder = build_image_encoder(cfg)
     if init_from is not None:

@@ -7,7 +7,7 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -17,10 +17,10 @@ from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_data
-from dmgan.device import configure_threads
+from dmgan.device import configure_allocator, configure_threads
 from dmgan.errors import CheckpointError, ConfigError, DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
-from dmgan.losses.adversarial import hardest_other_sentence
+from dmgan.losses.adversarial import hardest_other
 from dmgan.metrics.snapshot import SnapshotEvaluator
 from dmgan.models import build_discriminators, build_generator
 from dmgan.nn.text_encoder import TextEncoding
@@ -220,9 +220,11 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
             if negatives is None:
                 raise DMGANError("train.contrast_negatives needs data that makes contrast "
                                  "captions (the built-in shapes data)")
-            wrong = p.text_encoder(negatives, negative_lengths).sentence
+            wrong = p.text_encoder(negatives, negative_lengths)
         elif cfg.train.hard_negatives:
-            wrong = hardest_other_sentence(text.sentence, class_ids)
+            pick = hardest_other(text.sentence, class_ids)
+            wrong = TextEncoding(words=text.words[pick], sentence=text.sentence[pick],
+                                 mask=text.mask[pick])
     # one noise per D step, drawn in the order the updates use them
     noises = [torch.randn(len(lengths), cfg.generator.z_dim, generator=noise_gen).to(dev)
               for _ in range(cfg.train.d_steps)]
@@ -239,7 +241,7 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
 
 def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
                     real: list[torch.Tensor], text: TextEncoding, lengths: torch.Tensor,
-                    class_ids: torch.Tensor, wrong: torch.Tensor | None,
+                    class_ids: torch.Tensor, wrong: TextEncoding | None,
                     noises: list[torch.Tensor], autocast_cache: bool = True,
                     ) -> dict[str, torch.Tensor]:
     """The D updates and the G update of one step, from encoded captions and drawn noise:
@@ -254,12 +256,11 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
         with torch.no_grad(), amp_context():
             fakes = p.g_run(z, text.sentence, text.words, text.mask,
                             sample_condition=cfg.train.sample_condition).images
-        _update_discriminators(p, lo, rt, amp_context, real, fakes, text.sentence, wrong)
+        _update_discriminators(p, lo, rt, amp_context, real, fakes, text, wrong)
     with amp_context():
         out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
                       sample_condition=cfg.train.sample_condition)
-    d_losses = _update_discriminators(p, lo, rt, amp_context, real, out.images, text.sentence,
-                                      wrong)
+    d_losses = _update_discriminators(p, lo, rt, amp_context, real, out.images, text, wrong)
 
     # --- phase: update the generator ------------------------------------------------
     p.ds.requires_grad_(False)
@@ -278,14 +279,18 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
             "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)}}
 
 
-def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes, sentence,
-                           wrong=None):
+def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes,
+                           text: TextEncoding, wrong: TextEncoding | None = None):
     losses = []
+    words = {"words": text.words, "mask": text.mask}
+    if wrong is not None:
+        words.update(wrong_sentence=wrong.sentence, wrong_words=wrong.words,
+                     wrong_mask=wrong.mask)
     for d, opt_d, real_i, fake_i in zip(p.ds, p.opt_ds, real, fakes, strict=True):
         with amp_context():
-            loss_d = discriminator_loss(d, real_i, fake_i, sentence, kind=lo.adversarial,
+            loss_d = discriminator_loss(d, real_i, fake_i, text.sentence, kind=lo.adversarial,
                                         gp_weight=lo.ma_gp_weight, gp_power=lo.ma_gp_power,
-                                        wrong_sentence=wrong).total
+                                        **words).total
         opt_d.zero_grad(set_to_none=True)
         p.scaler.scale(loss_d).backward()
         average_gradients(d.parameters(), rt)
@@ -346,9 +351,11 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     # the inputs are good: now the thread count (a probe the first time on this machine)
     threads, why = configure_threads(opts.threads, cfg=cfg if dev.type == "cpu" else None,
                                      batch=cfg.train.batch_size)
+    memory, memory_why = configure_allocator()
     if rt.main:
         print(f"device {dev}; {threads} CPU threads ({why}); {opts.workers} data workers"
-              + (f"; {rt.world} processes" if rt.world > 1 else ""), flush=True)
+              + (f"; {rt.world} processes" if rt.world > 1 else "")
+              + f"; host memory: {memory} ({memory_why})", flush=True)
     text_encoder.to(dev)
     image_encoder.to(dev, memory_format=fmt)
     g = build_generator(cfg).to(dev, memory_format=fmt)
@@ -538,8 +545,13 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
 def init_networks(path: Path, cfg: DMGANConfig, g, g_ema, ds) -> int | None:
     """Load a trained run's networks into a new run's: G and EMA G, and the Ds when `path`
     is a training checkpoint (an exported model has none: they start afresh). The networks'
-    and text settings must equal `cfg`'s. Returns the steps the source was trained."""
+    and text settings must equal `cfg`'s, except that Ds trained without
+    `discriminator.word_match` may gain it (their word reading starts as this run made it,
+    adding nothing). Returns the steps the source was trained."""
     source, payload = load_checkpoint(path)
+    gains_words = cfg.discriminator.word_match and not source.discriminator.word_match
+    if gains_words:
+        source = replace(source, discriminator=replace(source.discriminator, word_match=True))
     changes = config_changes(source, cfg, ("text", "generator", "discriminator"))
     if changes:
         raise CheckpointError(f"--init-from {path}: its network settings differ from preset "
@@ -549,7 +561,12 @@ def init_networks(path: Path, cfg: DMGANConfig, g, g_ema, ds) -> int | None:
     load_network(g_ema, payload, generator_name(payload), str(path))
     if all(f"discriminator{i}" in nets for i in range(len(ds))):
         for i, d in enumerate(ds):
-            load_network(d, payload, f"discriminator{i}", str(path))
+            name = f"discriminator{i}"
+            if gains_words:
+                fresh = {k: v for k, v in d.state_dict().items() if k.startswith("word_")}
+                payload = {**payload, "networks": {**payload["networks"],
+                                                   name: {**nets[name], **fresh}}}
+            load_network(d, payload, name, str(path))
     return payload.get("step", payload.get("trained_steps"))
 
 

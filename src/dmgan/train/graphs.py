@@ -44,13 +44,14 @@ class _Inputs:
     text: TextEncoding
     lengths: torch.Tensor
     class_ids: torch.Tensor
-    wrong: torch.Tensor | None
+    wrong: TextEncoding | None  # mismatched captions for D (contrast or hard negatives)
     noises: list[torch.Tensor]
 
     def tensors(self) -> list[torch.Tensor | None]:
-        t = self.text
+        t, w = self.text, self.wrong
+        wrong = [None] * 3 if w is None else [w.words, w.sentence, w.mask]
         return [*self.real, t.words, t.sentence, t.mask, self.lengths, self.class_ids,
-                self.wrong, *self.noises]
+                *wrong, *self.noises]
 
     def signature(self) -> tuple:
         return tuple(None if x is None else (tuple(x.shape), x.stride(), x.dtype)
@@ -65,6 +66,11 @@ def pad_words(text: TextEncoding, num_words: int) -> TextEncoding:
         return text
     return TextEncoding(words=F.pad(text.words, (0, extra)), sentence=text.sentence,
                         mask=F.pad(text.mask, (0, extra), value=True))
+
+
+def _clone(text: TextEncoding) -> TextEncoding:
+    return TextEncoding(words=text.words.clone(), sentence=text.sentence.clone(),
+                        mask=text.mask.clone())
 
 
 class GraphedUpdate:
@@ -89,15 +95,15 @@ class GraphedUpdate:
         self.recorded_at: int | None = None  # the call that recorded the graph
 
     def __call__(self, *, real, text, lengths, class_ids, wrong, noises) -> dict[str, torch.Tensor]:
-        inputs = _Inputs(list(real), pad_words(text, self.num_words), lengths, class_ids, wrong,
+        inputs = _Inputs(list(real), pad_words(text, self.num_words), lengths, class_ids,
+                         None if wrong is None else pad_words(wrong, self.num_words),
                          list(noises))
         self.calls += 1
         if self.static is None:  # the first batch fixes the shapes and the buffers
             self.static = _Inputs(
-                [x.clone() for x in inputs.real],
-                TextEncoding(*(x.clone() for x in (inputs.text.words, inputs.text.sentence,
-                                                   inputs.text.mask))),
-                lengths.clone(), class_ids.clone(), None if wrong is None else wrong.clone(),
+                [x.clone() for x in inputs.real], _clone(inputs.text),
+                lengths.clone(), class_ids.clone(),
+                None if inputs.wrong is None else _clone(inputs.wrong),
                 [z.clone() for z in inputs.noises])
         elif inputs.signature() != self.static.signature():
             self.eager_calls += 1
