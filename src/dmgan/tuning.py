@@ -176,6 +176,9 @@ def probe_allocator() -> tuple[bool, dict, bool]:
                 return {"times_s": {"system": 1.0, "reuse": 1.0}, "failed": res.stderr[-300:]}
         return {"times_s": times}
 
-    entry, hit = _cached(f"allocator|{ALLOC_PROBE_BYTES >> 20} MiB", measure)
+    from dmgan.device import HEAP_TRIM_BYTES
+
+    what = f"allocator|{ALLOC_PROBE_BYTES >> 20} MiB|trim {HEAP_TRIM_BYTES >> 20} MiB"
+    entry, hit = _cached(what, measure)
     times = entry["times_s"]
     return times["system"] >= times["reuse"] * ALLOC_GAIN, times, hit
