@@ -387,6 +387,21 @@ def test_init_from_may_give_the_discriminators_word_matching(tmp_path, damsm):
                       build_discriminators(cfg))
 
 
+def test_hard_negatives_pick_the_closest_other_class_and_train(tmp_path, damsm):
+    from dmgan.config import override
+    from dmgan.losses.adversarial import hardest_other
+
+    sentence = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    # 0 and 1 share a class, so neither picks the other: both pick 3, the closest of the rest
+    assert hardest_other(sentence, torch.tensor([0, 0, 1, 2])).tolist() == [3, 3, 3, 2]
+    # a batch of one class keeps the released pairs (sentence i + 1)
+    assert hardest_other(sentence, torch.zeros(4, dtype=torch.long)).tolist() == [1, 2, 3, 0]
+    cfg = override(tiny_config(), ["train.hard_negatives=true", "train.contrast_negatives=false",
+                                   "discriminator.word_match=true"])
+    run = train_gan(cfg, _opts(tmp_path / "h", damsm, max_steps=2))
+    assert run.step == 2
+
+
 def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):
     res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
                  "--damsm", str(damsm), "--min-damsm-r1", "0", "--init-from",

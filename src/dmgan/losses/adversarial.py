@@ -92,11 +92,6 @@ def hardest_other(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> tor
     return torch.where(lonely, (torch.arange(b, device=sentence.device) + 1) % b, pick)
 
 
-def hardest_other_sentence(sentence: torch.Tensor, class_ids: torch.Tensor | None) -> torch.Tensor:
-    """(B, D): the sentences `hardest_other` picks."""
-    return sentence[hardest_other(sentence, class_ids)]
-
-
 def discriminator_loss(
     d: Discriminator,
     real: torch.Tensor,
@@ -117,7 +112,7 @@ def discriminator_loss(
     kind "bce" is the released loss, "hinge" the hinge loss. With gp_weight > 0 the
     matching-aware gradient penalty is added. The mismatched pairs are real image i with
     sentence i + 1 (released), or with `wrong_sentence[i]` (B, D) when given (e.g. hard
-    negatives, `hardest_other_sentence`). The calls run in the released order
+    negatives picked by `hardest_other`). The calls run in the released order
     (D(real), D(fake), then the heads), which fixes the sequence of spectral-norm power
     iterations. A word-matching D also takes the captions' words (B, D, T) and padding
     masks (B, T): `words`/`mask` for the sentences, `wrong_words`/`wrong_mask` for
