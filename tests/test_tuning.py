@@ -94,3 +94,18 @@ def test_a_wrong_allocator_setting_is_one_line_and_exit_2(tmp_path):
                          env={**os.environ, "DMGAN_ALLOCATOR": "fast"}, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "DMGAN_ALLOCATOR='fast'" in res.stderr
+
+
+def test_an_allocator_probe_that_cannot_run_keeps_glibc_and_is_not_cached(monkeypatch, tmp_path):
+    import subprocess
+
+    from dmgan.tuning import probe_allocator
+
+    monkeypatch.setenv("DMGAN_CACHE", str(tmp_path))
+
+    def no_output(*args, **kwargs):
+        return subprocess.CompletedProcess(args, 1, stdout="", stderr="boom")
+
+    monkeypatch.setattr(subprocess, "run", no_output)
+    assert probe_allocator() == (False, {}, False)
+    assert not (tmp_path / "probes.json").exists()

@@ -91,7 +91,7 @@ def configure_threads(requested: int | None = None, *, cfg=None,
 # glibc serves every block over 32 MiB with a fresh mmap and unmaps it when freed, so each
 # large activation of a training step or a batch of generation is new memory that the kernel
 # must fault in and zero page by page. On a virtual machine that costs a great deal: the bird
-# training step at batch 10 ran 1.25-1.3x faster and generation at batch 8 1.6x faster on the
+# training step at batch 10 ran 1.17x faster and generation at batch 8 1.49x faster on the
 # development VM when such blocks come from the heap and stay there for reuse (bench/README.md,
 # "Host memory"). The price is a higher peak resident memory (what was freed stays mapped up
 # to HEAP_TRIM_BYTES, and the heap fragments). `configure_allocator` chooses per machine.
@@ -145,7 +145,7 @@ def configure_allocator(mode: str | None = None) -> tuple[str, str]:
         reuse, times, hit = probe_allocator()
         if reuse:
             use_heap_reuse()
-        _allocator = ("reuse" if reuse else "system",
-                      "measured: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
-                      + (" (cached)" if hit else ""))
+        why = ("measured: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
+               + (" (cached)" if hit else "")) if times else "the probe could not run"
+        _allocator = ("reuse" if reuse else "system", why)
     return _allocator

@@ -276,15 +276,12 @@ class ShapesDataset(Dataset):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         self.split, self.length, self.seed = split, length, seed
         self.image_sizes, self.max_words, self.max_objects = tuple(image_sizes), max_words, max_objects
-        if not 0.0 <= background_phrase <= 1.0:
-            raise ValueError(f"background_phrase must be in [0, 1], got {background_phrase}")
-        self.background_phrase = background_phrase
-        if not 0.0 <= swap_share <= 1.0:
-            raise ValueError(f"swap_share must be in [0, 1], got {swap_share}")
+        for name, share in (("background_phrase", background_phrase),
+                            ("swap_share", swap_share), ("two_object_share", two_object_share)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {share}")
+        self.background_phrase, self.two_object_share = background_phrase, two_object_share
         self.contrast, self.swap_share = contrast, swap_share
-        if not 0.0 <= two_object_share <= 1.0:
-            raise ValueError(f"two_object_share must be in [0, 1], got {two_object_share}")
-        self.two_object_share = two_object_share
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0

@@ -282,15 +282,15 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
 def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes,
                            text: TextEncoding, wrong: TextEncoding | None = None):
     losses = []
-    words = {"words": text.words, "mask": text.mask}
+    captions = {"words": text.words, "mask": text.mask}
     if wrong is not None:
-        words.update(wrong_sentence=wrong.sentence, wrong_words=wrong.words,
-                     wrong_mask=wrong.mask)
+        captions.update(wrong_sentence=wrong.sentence, wrong_words=wrong.words,
+                        wrong_mask=wrong.mask)
     for d, opt_d, real_i, fake_i in zip(p.ds, p.opt_ds, real, fakes, strict=True):
         with amp_context():
             loss_d = discriminator_loss(d, real_i, fake_i, text.sentence, kind=lo.adversarial,
                                         gp_weight=lo.ma_gp_weight, gp_power=lo.ma_gp_power,
-                                        **words).total
+                                        **captions).total
         opt_d.zero_grad(set_to_none=True)
         p.scaler.scale(loss_d).backward()
         average_gradients(d.parameters(), rt)
