@@ -15,7 +15,6 @@ Each (batch, layout) case runs in a fresh subprocess so its peak RSS is its own.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import subprocess
 import sys
@@ -26,7 +25,7 @@ def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     from benchlib import count_flops, machine_record, median_seconds, peak_memory_mib
 
     from dmgan import build_generator, preset
-    from dmgan.device import configure_allocator
+    from dmgan.device import autocast, configure_allocator
 
     configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)
@@ -44,12 +43,10 @@ def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     inputs = (torch.randn(batch, cfg.generator.z_dim, device=dev), torch.randn(batch, d, device=dev),
               torch.randn(batch, d, args.words, device=dev),
               torch.zeros(batch, args.words, dtype=torch.bool, device=dev))
-    amp = (torch.autocast(device_type=dev.type, dtype=torch.bfloat16) if args.amp == "bf16"
-           else contextlib.nullcontext())
     rss_before = peak_memory_mib(dev)
 
     def forward(_: int = 0) -> None:
-        with torch.inference_mode(), amp:
+        with torch.inference_mode(), autocast(dev, args.amp):  # as generate --amp runs
             run(*inputs)
 
     med = median_seconds(forward, args.repeats, dev, warmup=2 if "compile" in variant else 1)

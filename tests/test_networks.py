@@ -371,3 +371,80 @@ def test_folded_batch_norm_keeps_a_word_reading_generator():
         a, b = g(*args, sample_condition=False), folded(*args, sample_condition=False)
     for x, y in zip(a.images + [a.init_attention], b.images + [b.init_attention], strict=True):
         torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-4)
+
+
+def test_word_context_starts_at_zero_reads_word_order_and_never_padding():
+    from dmgan.nn.word_context import WordContext
+
+    torch.manual_seed(0)
+    ctx = WordContext(embed_dim=8, layers=2).eval()
+    words = torch.randn(2, 8, 5)
+    mask = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        ctx.reset_out()  # adds nothing: the words as they came
+        torch.testing.assert_close(ctx(words, mask), words, rtol=0, atol=0)
+        torch.nn.init.normal_(ctx.out.weight)
+        out = ctx(words, mask)
+        assert (out - words).abs().max() > 1e-3
+        # the same words in another order: word 0 reads them differently (positions count)
+        swapped = words[:, :, [0, 2, 1, 3, 4]]
+        assert (ctx(swapped, mask)[:, :, 0] - out[:, :, 0]).abs().max() > 1e-4
+        padded = words.clone()
+        padded[1, :, 3:] = 100.0  # what sits at the padding is never read
+        torch.testing.assert_close(ctx(padded, mask)[1, :, :3], out[1, :, :3])
+    # any caption length (sinusoidal positions, no table)
+    assert ctx(torch.randn(1, 8, 40), None).shape == (1, 8, 40)
+
+
+def test_word_context_settings_are_validated():
+    from dmgan import ConfigError
+    from dmgan.config import config_for
+
+    base = preset("shapes")
+    with pytest.raises(ConfigError, match="discriminator.word_context"):
+        override(base, ["discriminator.word_context=1"])  # D reads no words without word_match
+    with pytest.raises(ConfigError, match="generator.word_context"):
+        override(base, ["generator.memory=false", "generator.word_context=1"])
+    cfg = override(base, ["generator.word_context=1", "discriminator.word_match=true",
+                          "discriminator.word_context=1"])
+    g, d = build_generator(cfg), build_discriminators(cfg)[0]
+    assert not g.context.out.weight.any() and not d.word_context.out.weight.any()
+    assert not d.word_places.any()  # where each place is: learned, from zero
+    # the no-memory ablation reads no words, so it learns no context
+    assert config_for("shapes", memory=False).generator.word_context == 0
+    with pytest.raises(ConfigError, match="generator.word_context"):
+        config_for("shapes", memory=False, sets=["generator.word_context=1"])
+    assert build_generator(preset("bird")).context is None  # released: none
+
+
+@pytest.mark.parametrize("shape,layout", [((6, 8, 5, 5), torch.contiguous_format),
+                                          ((6, 8, 5, 5), torch.channels_last),
+                                          ((4, 10), torch.contiguous_format)])
+def test_fused_batch_norm_glu_is_glu_of_batch_norm(shape, layout):
+    import copy
+
+    from dmgan.nn.layers import bn_glu, glu
+
+    torch.manual_seed(0)
+    bn = torch.nn.BatchNorm2d(shape[1]) if len(shape) == 4 else torch.nn.BatchNorm1d(shape[1])
+    torch.nn.init.normal_(bn.weight, 1.0, 0.3)
+    torch.nn.init.normal_(bn.bias, 0.0, 0.3)
+    plain = copy.deepcopy(bn)
+    x = torch.randn(*shape).contiguous(memory_format=layout)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    for _ in range(2):  # the running statistics move alike, step after step
+        out, ref = bn_glu(bn, x1), glu(plain(x2))
+    assert torch.equal(out, ref)  # the forward is the same computation
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(bn, name), getattr(plain, name)), name
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    ref.backward(grad)
+    torch.testing.assert_close(x1.grad, x2.grad)  # recomputed in the backward, to rounding
+    torch.testing.assert_close(bn.weight.grad, plain.weight.grad)
+    torch.testing.assert_close(bn.bias.grad, plain.bias.grad)
+    assert x1.grad.is_contiguous(memory_format=layout)
+    bn.eval()  # evaluation and no-grad take the plain path
+    with torch.no_grad():
+        torch.testing.assert_close(bn_glu(bn, x), glu(bn(x)), rtol=0, atol=0)
+    assert torch.equal(bn_glu(torch.nn.Identity(), x), glu(x))  # a folded batch norm

@@ -175,9 +175,9 @@ def test_bad_arguments_give_clear_errors(tmp_path, damsm):
 
 
 def test_bf16_autocast_runs_on_cpu(tmp_path, damsm, monkeypatch):
-    from dmgan.train import runtime
+    from dmgan import device
 
-    monkeypatch.setattr(runtime, "cpu_has_bf16", lambda: False)  # a CPU without bf16 units
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)  # a CPU without bf16 units
     with pytest.warns(UserWarning, match="slower than fp32"):
         result = train_gan(tiny_config(), _opts(tmp_path / "bf16", damsm, max_steps=2, amp="bf16",
                                                 device="cpu"))
@@ -383,6 +383,35 @@ def test_init_from_may_give_the_discriminators_word_matching(tmp_path, damsm):
     assert after["word_joint.weight"].any()
     # the other way (dropping the words) is refused
     with pytest.raises(CheckpointError, match="word_match"):
+        init_networks(run.last_checkpoint, cfg, build_generator(cfg), build_generator(cfg),
+                      build_discriminators(cfg))
+
+
+def test_init_from_may_give_g_and_the_discriminators_word_context(tmp_path, damsm):
+    from dmgan.config import override
+    from dmgan.models import build_discriminators, build_generator
+    from dmgan.train.gan import init_networks
+
+    cfg = override(tiny_config(), ["discriminator.word_match=true"])
+    source = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=2)).last_checkpoint
+    ctx_cfg = override(cfg, ["generator.word_context=1", "discriminator.word_context=1"])
+    g, ema, ds = build_generator(ctx_cfg), build_generator(ctx_cfg), \
+        build_discriminators(ctx_cfg)
+    init_networks(source, ctx_cfg, g, ema, ds)
+    nets = _weights(source)["networks"]
+    for net, name in [(g, "generator"), (ema, "generator_ema"), (ds[0], "discriminator0")]:
+        own = net.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in nets[name].items()), name
+    ema_own, g_own = ema.state_dict(), g.state_dict()
+    assert all(torch.equal(ema_own[k], v) for k, v in g_own.items() if k.startswith("context."))
+    assert not g.context.out.weight.any() and not ds[0].word_context.out.weight.any()
+    run = train_gan(override(ctx_cfg, ["train.contrast_negatives=true"]),
+                    _opts(tmp_path / "b", damsm, max_steps=2, init_from=source))
+    after = _weights(run.last_checkpoint)["networks"]
+    assert after["generator"]["context.out.weight"].any()
+    assert after["discriminator0"]["word_context.out.weight"].any()
+    assert after["discriminator0"]["word_places"].any()
+    with pytest.raises(CheckpointError, match="word_context"):  # not dropped again
         init_networks(run.last_checkpoint, cfg, build_generator(cfg), build_generator(cfg),
                       build_discriminators(cfg))
 

@@ -52,7 +52,7 @@ def _warnings_to_stderr(fn):
 def _pipeline(args: argparse.Namespace):
     from dmgan.pipeline import DMGANPipeline
 
-    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device)
+    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device, amp=args.amp)
 
 
 # --- the commands -----------------------------------------------------------------------

@@ -48,6 +48,10 @@ class GeneratorConfig:
     # 4 to base_size, so that it can place each object where its own words say; 0: it reads
     # the sentence code only (released)
     init_words: int = 0
+    # layers of order-aware self-attention over the words (nn.word_context) before any
+    # stage reads them, learned by the GAN; 0: the frozen encoder's words as they are
+    # (released). May be switched on for train --init-from a run without it.
+    word_context: int = 0
 
     @property
     def image_sizes(self) -> tuple[int, ...]:
@@ -61,6 +65,9 @@ class DiscriminatorConfig:
     # the match head also reads the words (attention over the words per place); not in the
     # released model. May be switched on for train --init-from a run without it.
     word_match: bool = False
+    # layers of order-aware self-attention over the words before the match head reads
+    # them (needs word_match); 0: none. May be switched on like word_match.
+    word_context: int = 0
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,15 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (g.init_words == 0 or (_is_pow2(g.init_words) and 4 <= g.init_words <= g.base_size),
          "generator.init_words must be 0 or a power of two from 4 to generator.base_size"),
         (g.mask_mode in MASK_MODES, f"generator.mask_mode must be one of {MASK_MODES}"),
+        (g.word_context >= 0 and (g.word_context == 0 or g.memory),
+         "generator.word_context must be >= 0, and 0 without generator.memory (no words read)"),
+        (g.word_context == 0 or t.embed_dim % 4 == 0,
+         "generator.word_context needs text.embed_dim divisible by 4 (attention heads)"),
         (d.df_dim > 0, "discriminator.df_dim must be > 0"),
+        (d.word_context >= 0 and (d.word_context == 0 or d.word_match),
+         "discriminator.word_context must be >= 0, and 0 without discriminator.word_match"),
+        (d.word_context == 0 or t.embed_dim % 4 == 0,
+         "discriminator.word_context needs text.embed_dim divisible by 4 (attention heads)"),
         (tr.batch_size >= 2, "train.batch_size must be >= 2 (batch norm needs two images, and "
                              "so do the mismatched pairs)"),
         (tr.d_steps >= 1, "train.d_steps must be >= 1"),
@@ -403,6 +418,7 @@ def config_for(preset_name: str, *, vocab_size: int | None = None, batch_size: i
     if batch_size:
         cfg = cfg.replace(train=dataclasses.replace(cfg.train, batch_size=batch_size),
                           damsm=dataclasses.replace(cfg.damsm, batch_size=batch_size))
-    if not memory:
-        cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False))
+    if not memory:  # no stage reads the words, so nothing learns their context either
+        cfg = cfg.replace(generator=dataclasses.replace(cfg.generator, memory=False,
+                                                        word_context=0))
     return override(cfg, sets) if sets else cfg

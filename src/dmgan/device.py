@@ -1,5 +1,5 @@
-"""Where the work runs: the device a command asked for, the CPU thread count, and how
-host memory is allocated.
+"""Where the work runs: the device a command asked for, the CPU thread count, how host
+memory is allocated, and mixed precision.
 
 Every command takes `--device auto|cpu|cuda[:N]` with the default `auto` (the GPU when
 torch sees one, else the CPU). Asking for a device this torch cannot use is a user
@@ -8,10 +8,12 @@ mistake (one line, exit 2), not a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
 import sys
+import warnings
 
 import torch
 
@@ -149,3 +151,36 @@ def configure_allocator(mode: str | None = None) -> tuple[str, str]:
                + (" (cached)" if hit else "")) if times else "the probe could not run"
         _allocator = ("reuse" if reuse else "system", why)
     return _allocator
+
+
+AMP_MODES = ("off", "bf16", "fp16")
+
+
+def autocast(device: torch.device, amp: str, *, cache: bool = True):
+    """Mixed precision for `amp` ("off": none) on `device`. cache=False casts the weights
+    at every use (what a CUDA graph recording needs: no cast copies kept across its
+    boundary)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=cache)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """A precision this device can run (DMGANError if not); a warning where bf16 is only
+    emulated. bf16 runs on the CPU's bf16 units where it has them (AVX512-BF16, AMX)."""
+    if amp not in AMP_MODES:
+        raise DMGANError(f"--amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if amp == "fp16" and device.type != "cuda":
+        raise DMGANError("--amp fp16 needs a CUDA device; use bf16 or off on CPU")
+    if amp == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        warnings.warn("bf16 on this CPU is emulated and slower than fp32 (no bf16 units); "
+                      "it is the fast path on a GPU", stacklevel=2)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN finds bf16 instructions on this CPU (AVX512-BF16, AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -29,9 +29,12 @@ def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:
     net = Generator(embed_dim=cfg.text.embed_dim, gf_dim=g.gf_dim, z_dim=g.z_dim,
                     condition_dim=g.condition_dim, num_stages=g.num_stages,
                     base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode,
-                    use_memory=g.memory, init_words=g.init_words)
+                    use_memory=g.memory, init_words=g.init_words,
+                    word_context=g.word_context)
     if init:
         init_released(net)
+        if net.context is not None:  # see WordContext: the added part starts at zero
+            net.context.reset_out()
     return net
 
 
@@ -41,7 +44,8 @@ def build_discriminators(cfg: DMGANConfig, *, init: bool = True) -> nn.ModuleLis
         Discriminator(image_size=size, df_dim=cfg.discriminator.df_dim,
                       embed_dim=cfg.text.embed_dim,
                       unconditional=cfg.discriminator.unconditional,
-                      word_match=cfg.discriminator.word_match)
+                      word_match=cfg.discriminator.word_match,
+                      word_context=cfg.discriminator.word_context)
         for size in cfg.generator.image_sizes
     )
     if init:
@@ -49,4 +53,6 @@ def build_discriminators(cfg: DMGANConfig, *, init: bool = True) -> nn.ModuleLis
         for d in ds:
             if d.word_match:  # see Discriminator: the words' part starts at zero
                 nn.init.zeros_(d.word_joint.weight)
+            if d.word_context is not None:
+                d.word_context.reset_out()
     return ds

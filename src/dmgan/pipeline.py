@@ -67,21 +67,25 @@ class DMGANPipeline:
         batch = pipe("a red circle", output_type="pt").images    # (N, 3, H, W) in [0, 1]
     """
 
-    def __init__(self, model: DMGAN, vocab: Vocabulary):
+    def __init__(self, model: DMGAN, vocab: Vocabulary, *, amp: str = "off"):
         from dmgan.data.open import check_vocab
 
         check_vocab(model.config, vocab, source="the vocabulary", error=CheckpointError,
                     hint="not this model's vocabulary")
         self.model, self.vocab = model.eval(), vocab
+        self.amp = amp
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *,
-                        device: str | torch.device = "cpu") -> DMGANPipeline:
+                        device: str | torch.device = "cpu", amp: str = "off") -> DMGANPipeline:
         """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model, on
-        `device` ("auto": the GPU when there is one)."""
-        from dmgan.device import resolve_device
+        `device` ("auto": the GPU when there is one). `amp="bf16"` runs the generator in
+        bf16 mixed precision: on a GPU, and on a CPU with bf16 units (AVX512-BF16, AMX),
+        about twice as fast; the images differ from fp32 ones by a level or two of 255."""
+        from dmgan.device import check_amp, resolve_device
 
         device = resolve_device(device)
+        check_amp(amp, device)
         path = bundled_model_path() if path is None else Path(path)
         if not path.is_file() and path == bundled_model_path():
             raise DMGANError("this installation has no bundled model; pass --checkpoint")
@@ -89,7 +93,7 @@ class DMGANPipeline:
         if model.vocab is None:
             raise CheckpointError(f"{path} has no vocabulary; convert released files with "
                                   f"dmgan convert-released (it takes captions.pickle)")
-        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab))
+        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab), amp=amp)
 
     def encode(self, caption: str, seed: int) -> tuple[list[int], list[str]]:
         enc = self.vocab.encode(caption)  # CaptionError when no word is known
@@ -131,6 +135,8 @@ class DMGANPipeline:
             num_images = num_images_per_prompt
         if num_images < 1:
             raise DMGANError(f"num_images must be >= 1, got {num_images}")
+        from dmgan.device import autocast
+
         dev = self.device
         z_dim = self.model.config.generator.z_dim
         noise = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed + j))
@@ -147,8 +153,9 @@ class DMGANPipeline:
             caps = torch.tensor([ids] * num_images, device=dev)
             lens = torch.full((num_images,), len(ids), device=dev)
             text = self.model.encode(caps, lens)
-            out = self.model.generator(noise, text.sentence, text.words, text.mask,
-                                       sample_condition=False)
+            with autocast(dev, self.amp):
+                out = self.model.generator(noise, text.sentence, text.words, text.mask,
+                                           sample_condition=False)
             words = [self.vocab.words[i] for i in ids]
             for j in range(num_images):
                 result.captions.append(caption)

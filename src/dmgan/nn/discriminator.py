@@ -8,7 +8,8 @@ All convs carry the released spectral norm; the two 4x4 output convs do not.
 With `word_match` (not in the released model) the match head also reads the words: each
 of the 4 x 4 places attends over the caption's word features and the joint conv sees what
 it read beside the sentence code, so D can check which object the words put where, not
-only which objects the sentence names.
+only which objects the sentence names. `word_context` layers (WordContext) let D learn
+what each word means in its caption before the places read them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmgan.nn.layers import SNConv2d
+from dmgan.nn.word_context import WordContext
 
 
 @dataclass
@@ -43,8 +45,11 @@ class Discriminator(nn.Module):
         embed_dim: int = 256,  # D: sentence feature size for the conditional head
         unconditional: bool = True,  # build the unconditional (real/fake) head
         word_match: bool = False,  # the match head also reads the words (see the module doc)
+        word_context: int = 0,  # WordContext layers before the places read the words
     ):
         super().__init__()
+        if word_context and not word_match:
+            raise ValueError("word_context needs word_match: without it D reads no words")
         if image_size < 8 or image_size & (image_size - 1):
             raise ValueError(f"image_size must be a power of two >= 8, got {image_size}")
         self.image_size, self.embed_dim = image_size, embed_dim
@@ -77,6 +82,13 @@ class Discriminator(nn.Module):
             # goes on unchanged at first (train --init-from)
             self.word_query = nn.Conv2d(top, embed_dim, kernel_size=1)
             self.word_joint = nn.Conv2d(embed_dim, top, kernel_size=1)
+        self.word_context = WordContext(embed_dim=embed_dim, layers=word_context) \
+            if word_context else None
+        # with the words' context, each place's query also says where the place is (the
+        # features of a conv stack hardly do), so that "on the left" can find its place;
+        # zero at first, like the rest of the word reading
+        self.word_places = nn.Parameter(torch.zeros(1, embed_dim, 4, 4)) \
+            if word_context else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) -> features (B, 8*df_dim, 4, 4)."""
@@ -98,6 +110,8 @@ class Discriminator(nn.Module):
         if self.word_match:
             if words is None:
                 raise ValueError("a word-matching discriminator needs the caption's words")
+            if self.word_context is not None:
+                words = self.word_context(words, mask)
             x = x + self.word_joint(self.read_words(features, words, mask))
         return self.cond_out(_lrelu(x)).view(-1)
 
@@ -106,7 +120,10 @@ class Discriminator(nn.Module):
         """(B, D, h, w): per place, the words' features weighted by a softmax over the words
         of how well each matches the place's query (padding never read)."""
         b, _, h, w = features.shape
-        query = self.word_query(features).flatten(2)  # (B, D, h*w)
+        query = self.word_query(features)
+        if self.word_places is not None:
+            query = query + self.word_places
+        query = query.flatten(2)  # (B, D, h*w)
         scores = torch.bmm(query.transpose(1, 2), words) / self.embed_dim ** 0.5  # (B, hw, T)
         if mask is not None:
             scores = scores.masked_fill(mask.unsqueeze(1), float("-inf"))

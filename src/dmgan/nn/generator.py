@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from dmgan.nn.conditioning import ConditioningAugmentation
-from dmgan.nn.layers import UpBlock, conv3x3, glu
+from dmgan.nn.layers import UpBlock, bn_glu, conv3x3
 from dmgan.nn.memory import MemoryRead, MemoryStage
+from dmgan.nn.word_context import WordContext
 
 
 @dataclass
@@ -60,7 +61,7 @@ class InitStage(nn.Module):
     def forward(self, code: torch.Tensor, words: torch.Tensor | None = None,
                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> (features (B, gf_dim, base, base), attention (B, T, R, R) or None)."""
-        x = glu(self.bn(self.fc(code))).view(-1, self.channels, 4, 4)
+        x = bn_glu(self.bn, self.fc(code)).view(-1, self.channels, 4, 4)
         attention = None
         for i in range(len(self.ups) + 1):
             if i == self.read_at:
@@ -85,9 +86,16 @@ class Generator(nn.Module):
         mask_mode: str = "released",  # see MemoryStage
         use_memory: bool = True,  # False: the no-memory ablation (see MemoryStage)
         init_words: int = 0,  # the initial stage reads the words at this size (see InitStage)
+        word_context: int = 0,  # WordContext layers before the words are read (0: none)
     ):
         super().__init__()
+        if word_context and not use_memory:
+            raise ValueError("word_context needs the memory: without it no words are read")
         self.z_dim = z_dim
+        # the words as every stage reads them: the frozen encoder's, or with what each
+        # learned to read from the others (see WordContext; not in the released model)
+        self.context = WordContext(embed_dim=embed_dim, layers=word_context) \
+            if word_context else None
         self.ca = ConditioningAugmentation(embed_dim=embed_dim, condition_dim=condition_dim)
         # the no-memory ablation reads no words anywhere: the sentence code alone
         self.init_stage = InitStage(in_dim=condition_dim + z_dim, gf_dim=gf_dim,
@@ -117,14 +125,18 @@ class Generator(nn.Module):
         if noise.shape != (sentence.shape[0], self.z_dim):
             raise ValueError(f"noise must be (B, {self.z_dim}), got {tuple(noise.shape)}")
         code, mu, logvar = self.ca(sentence, sample=sample_condition)
+        if self.context is not None:
+            words = self.context(words, mask)
         h, init_attention = self.init_stage(torch.cat((code, noise), dim=1), words, mask)
-        out = GeneratorOutput(images=[torch.tanh(self.to_rgb[0](h))], attention=[],
+        # images in fp32 under mixed precision too (a no-op in fp32): bf16 near +-1 is one
+        # level of 255 coarse
+        out = GeneratorOutput(images=[torch.tanh(self.to_rgb[0](h).float())], attention=[],
                               writing_gates=[], response_gates=[], mu=mu, logvar=logvar,
                               init_attention=init_attention)
         for stage, to_rgb in zip(self.stages, self.to_rgb[1:], strict=True):
             s = stage(h, words, mask)
             h = s.features
-            out.images.append(torch.tanh(to_rgb(h)))
+            out.images.append(torch.tanh(to_rgb(h).float()))
             out.attention.append(s.attention)
             out.writing_gates.append(s.writing_gate)
             out.response_gates.append(s.response_gate)

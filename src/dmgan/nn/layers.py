@@ -39,16 +39,22 @@ class _GLU(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         x, s = ctx.saved_tensors
-        a = x.chunk(2, dim=1)[0]
-        if torch.compiler.is_compiling():  # no out= into strided views there; the compiler fuses
-            grad_a = grad * s
-            return torch.cat((grad_a, grad_a * a * (1.0 - s)), dim=1)
-        grad_x = torch.empty_like(x)
-        grad_a, grad_b = grad_x.chunk(2, dim=1)
-        torch.mul(grad, s, out=grad_a)  # d/da = s, with s = sigmoid(b)
-        torch.mul(grad_a, a, out=grad_b)  # d/db = a * s * (1 - s)
-        grad_b.addcmul_(grad_b, s, value=-1.0)
-        return grad_x
+        return _glu_grad(grad, x, s)
+
+
+def _glu_grad(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """The gradient of a * sigmoid(b) for x = [a, b] on dim 1, given s = sigmoid(b), in
+    x's memory layout."""
+    a = x.chunk(2, dim=1)[0]
+    if torch.compiler.is_compiling():  # no out= into strided views there; the compiler fuses
+        grad_a = grad * s
+        return torch.cat((grad_a, grad_a * a * (1.0 - s)), dim=1)
+    grad_x = torch.empty_like(x)
+    grad_a, grad_b = grad_x.chunk(2, dim=1)
+    torch.mul(grad, s, out=grad_a)  # d/da = s, with s = sigmoid(b)
+    torch.mul(grad_a, a, out=grad_b)  # d/db = a * s * (1 - s)
+    grad_b.addcmul_(grad_b, s, value=-1.0)
+    return grad_x
 
 
 def glu(x: torch.Tensor) -> torch.Tensor:
@@ -56,6 +62,59 @@ def glu(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] % 2:
         raise ValueError(f"GLU needs an even number of channels, got {x.shape[1]}")
     return _GLU.apply(x)
+
+
+class _BatchNormGLU(torch.autograd.Function):
+    """glu(batch_norm(x)) in training mode that keeps only x and the batch statistics for
+    the backward: the normalised tensor and the gate's sigmoid (together 1.5x the input)
+    are recomputed there, one element-wise pass, instead of held through the whole step."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum: float, eps: float):
+        y, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var,
+                                                  True, momentum, eps)
+        a, b = y.chunk(2, dim=1)
+        ctx.save_for_backward(x, weight, bias, mean, invstd)
+        ctx.eps = eps
+        return a * torch.sigmoid(b)  # as glu()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = invstd * weight
+        y = x * scale.view(shape)
+        y.add_((bias - mean * scale).view(shape))  # the forward's y, to rounding
+        # the GLU's gradient written over y (one buffer less than _glu_grad):
+        a, b = y.chunk(2, dim=1)
+        s = b.sigmoid_()
+        grad_a = grad * s  # d/da = s
+        b.neg_().add_(1.0).mul_(grad_a).mul_(a)  # d/db = grad * s * (1 - s) * a
+        a.copy_(grad_a)
+        del grad_a, s
+        grad_y = y
+        grad_x, grad_w, grad_b = torch.ops.aten.native_batch_norm_backward(
+            grad_y, x, weight, None, None, mean, invstd, True, ctx.eps,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]])
+        return grad_x, grad_w, grad_b, None, None, None, None
+
+
+def bn_glu(bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """glu(bn(x)); a training batch norm on the CPU runs fused (_BatchNormGLU), holding a
+    third of the memory for the backward. Same outputs and running statistics."""
+    fused = (isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.training
+             and bn.track_running_stats and bn.affine and x.device.type == "cpu"
+             and torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+             and not torch.compiler.is_compiling())
+    if not fused:
+        return glu(bn(x))
+    if x.shape[1] % 2:
+        raise ValueError(f"GLU needs an even number of channels, got {x.shape[1]}")
+    bn.num_batches_tracked.add_(1)  # as nn.BatchNorm's forward does
+    momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return _BatchNormGLU.apply(x, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                               momentum, bn.eps)
 
 
 # Nearest x2 up-sampling followed by a 3x3 conv (padding 1) is, for each of the four output
@@ -121,6 +180,26 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return _InterleavePhases.apply(y)
 
 
+def upsample_conv3x3_glu(x: torch.Tensor, weight: torch.Tensor,
+                         bias: torch.Tensor | None) -> torch.Tensor:
+    """glu(upsample_conv3x3(x, weight, bias)), without a graph: the GLU runs on the phase
+    maps before they are interleaved, so the full-size output of the conv (twice the
+    channels of the result) is never made. The same values."""
+    if x.shape[0] * x.shape[2] * x.shape[3] < PHASE_MIN_PIXELS:
+        return glu(upsample_conv3x3(x, weight, bias))
+    y = F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
+    n, c8, h1, w1 = y.shape
+    if c8 % 8:
+        raise ValueError(f"GLU needs an even number of channels, got {c8 // 4}")
+    gated = torch.empty((n, c8 // 2, h1, w1), dtype=y.dtype, device=y.device,
+                        memory_format=layout(y))
+    halves, out = y.unflatten(1, (4, 2, c8 // 8)), gated.unflatten(1, (4, c8 // 8))
+    torch.sigmoid(halves[:, :, 1], out=out)
+    out.mul_(halves[:, :, 0])  # per phase: first half times the sigmoid of the second
+    del y, halves
+    return _InterleavePhases.apply(gated)
+
+
 class UpBlock(nn.Module):
     """Nearest x2 up-sampling, 3x3 conv, batch norm, GLU: (B, in_ch, H, W) -> (B, out_ch, 2H, 2W).
 
@@ -133,7 +212,10 @@ class UpBlock(nn.Module):
         self.bn = nn.BatchNorm2d(out_ch * 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return glu(self.bn(upsample_conv3x3(x, self.conv.weight, self.conv.bias)))
+        graph = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
+        if isinstance(self.bn, nn.Identity) and not graph:  # folded, for inference
+            return upsample_conv3x3_glu(x, self.conv.weight, self.conv.bias)
+        return bn_glu(self.bn, upsample_conv3x3(x, self.conv.weight, self.conv.bias))
 
 
 class ResBlock(nn.Module):
@@ -147,7 +229,7 @@ class ResBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = glu(self.bn1(self.conv1(x)))
+        out = bn_glu(self.bn1, self.conv1(x))
         return x + self.bn2(self.conv2(out))
 
 

@@ -542,31 +542,48 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     return TrainResult(step, run, last_ckpt)
 
 
+# options a run may switch on over a source trained without them, and the key prefixes of
+# the parameters they add (which start as this run made them: adding nothing at first)
+_GAINABLE = (("generator", "word_context", ("context.",)),
+             ("discriminator", "word_match", ("word_",)),
+             ("discriminator", "word_context", ("word_context.", "word_places")))
+
+
 def init_networks(path: Path, cfg: DMGANConfig, g, g_ema, ds) -> int | None:
     """Load a trained run's networks into a new run's: G and EMA G, and the Ds when `path`
     is a training checkpoint (an exported model has none: they start afresh). The networks'
-    and text settings must equal `cfg`'s, except that Ds trained without
-    `discriminator.word_match` may gain it (their word reading starts as this run made it,
-    adding nothing). Returns the steps the source was trained."""
+    and text settings must equal `cfg`'s, except that a source trained without
+    `generator.word_context`, `discriminator.word_match` or `discriminator.word_context`
+    may gain them (their parameters start as this run made them, adding nothing). Returns
+    the steps the source was trained."""
     source, payload = load_checkpoint(path)
-    gains_words = cfg.discriminator.word_match and not source.discriminator.word_match
-    if gains_words:
-        source = replace(source, discriminator=replace(source.discriminator, word_match=True))
+    gained = {"generator": [], "discriminator": []}
+    for section, name, prefixes in _GAINABLE:
+        want = getattr(getattr(cfg, section), name)
+        if want and not getattr(getattr(source, section), name):
+            part = replace(getattr(source, section), **{name: want})
+            source = replace(source, **{section: part})
+            gained[section] += prefixes
     changes = config_changes(source, cfg, ("text", "generator", "discriminator"))
     if changes:
         raise CheckpointError(f"--init-from {path}: its network settings differ from preset "
                               f"'{cfg.name}'s ({'; '.join(changes)})")
+
+    def with_fresh(name: str, module, prefixes: list[str]) -> dict:
+        if not prefixes:
+            return payload
+        fresh = {k: v for k, v in module.state_dict().items() if k.startswith(tuple(prefixes))}
+        nets = payload["networks"]
+        return {**payload, "networks": {**nets, name: {**nets[name], **fresh}}}
+
     nets = payload.get("networks", {})
-    load_network(g, payload, "generator", str(path))
-    load_network(g_ema, payload, generator_name(payload), str(path))
+    load_network(g, with_fresh("generator", g, gained["generator"]), "generator", str(path))
+    ema_name = generator_name(payload)  # EMA G's new parts start equal to G's
+    load_network(g_ema, with_fresh(ema_name, g, gained["generator"]), ema_name, str(path))
     if all(f"discriminator{i}" in nets for i in range(len(ds))):
         for i, d in enumerate(ds):
             name = f"discriminator{i}"
-            if gains_words:
-                fresh = {k: v for k, v in d.state_dict().items() if k.startswith("word_")}
-                payload = {**payload, "networks": {**payload["networks"],
-                                                   name: {**nets[name], **fresh}}}
-            load_network(d, payload, name, str(path))
+            load_network(d, with_fresh(name, d, gained["discriminator"]), name, str(path))
     return payload.get("step", payload.get("trained_steps"))
 
 

@@ -3,16 +3,15 @@ what the processes exchange (gradients, buffers, logged statistics); mixed preci
 
 from __future__ import annotations
 
-import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
+from dmgan.device import autocast as device_autocast
+from dmgan.device import check_amp as device_check_amp
 from dmgan.device import resolve_device
-from dmgan.errors import DMGANError
 
 
 @dataclass
@@ -78,27 +77,9 @@ def broadcast_state(module: torch.nn.Module, rt: Runtime, *, buffers_only: bool 
 
 
 def autocast(rt: Runtime, amp: str, *, cache: bool = True):
-    """Mixed precision for `amp` ("off": none). cache=False casts the weights at every use
-    (what a CUDA graph recording needs: no cast copies kept across its boundary)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-    return torch.autocast(device_type=rt.device.type, dtype=dtype, cache_enabled=cache)
+    """Mixed precision for `amp` ("off": none) on the run's device (dmgan.device.autocast)."""
+    return device_autocast(rt.device, amp, cache=cache)
 
 
 def check_amp(amp: str, rt: Runtime) -> None:
-    if amp not in ("off", "bf16", "fp16"):
-        raise DMGANError(f"--amp must be off, bf16 or fp16, got {amp!r}")
-    if amp == "fp16" and rt.device.type != "cuda":
-        raise DMGANError("--amp fp16 needs a CUDA device; use bf16 or off on CPU")
-    if amp == "bf16" and rt.device.type == "cpu" and not cpu_has_bf16():
-        warnings.warn("bf16 on this CPU is emulated and slower than fp32 (no bf16 units); "
-                      "it is the fast path on a GPU", stacklevel=2)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN finds bf16 instructions on this CPU (AVX512-BF16, AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
+    device_check_amp(amp, rt.device)
