@@ -540,3 +540,26 @@ def test_bf16_generation_is_close_to_fp32(tmp_path, model_path, pipe, monkeypatc
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     with pytest.warns(UserWarning, match="emulated"):
         DMGANPipeline.from_pretrained(model_path, amp="bf16")
+
+
+@pytest.mark.parametrize("backend", ["compile", "jit", "onnx"])
+def test_compiled_and_exported_generators_draw_the_eager_images(tmp_path, model_path, pipe,
+                                                                backend):
+    if backend == "onnx":
+        pytest.importorskip("onnxruntime")
+        pytest.importorskip("onnxscript")
+    other = DMGANPipeline.from_pretrained(model_path, backend=backend)
+    caps = ["a large red circle on a blue background", "a small green square on the left"]
+    for n in (1, 3):  # other batch sizes and caption lengths than the first call's
+        ref = pipe(caps, num_images=n, output_type="pt")
+        out = other(caps, num_images=n, output_type="pt")
+        assert (out.images - ref.images).abs().max() <= 1.0 / 255 + 1e-6  # a level at most
+        for a, b in zip(out.stage_images[0], ref.stage_images[0], strict=True):
+            assert (a - b).abs().max() <= 1.0 / 255 + 1e-6
+    with pytest.raises(DMGANError, match="eager"):
+        other("a red circle", explain=True)
+    if backend == "jit":  # the command line takes it too
+        res = _dmgan("generate", "a red circle", "--checkpoint", str(model_path), "--backend",
+                     backend, "-o", str(tmp_path / "jit.png"))
+        assert res.returncode == 0, res.stderr
+        assert Image.open(tmp_path / "jit.png").size == (64, 64)

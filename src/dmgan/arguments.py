@@ -98,6 +98,10 @@ def _model(p):
     p.add_argument("--amp", default="off", choices=["off", "bf16"],
                    help="bf16: mixed precision, about 2x faster on a GPU or on a CPU with "
                         "bf16 units (AVX512-BF16, AMX); images within a level or two of fp32's")
+    p.add_argument("--backend", default="eager", choices=["eager", "compile", "jit", "onnx"],
+                   help="run the generator as written (eager), through torch.compile, a "
+                        "frozen TorchScript trace (jit), or ONNX Runtime (onnx: the 'onnx' "
+                        "extra); the same images to float rounding")
 
 
 def _sets(p):

@@ -52,7 +52,8 @@ def _warnings_to_stderr(fn):
 def _pipeline(args: argparse.Namespace):
     from dmgan.pipeline import DMGANPipeline
 
-    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device, amp=args.amp)
+    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device, amp=args.amp,
+                                         backend=args.backend)
 
 
 # --- the commands -----------------------------------------------------------------------

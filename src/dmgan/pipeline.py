@@ -67,21 +67,29 @@ class DMGANPipeline:
         batch = pipe("a red circle", output_type="pt").images    # (N, 3, H, W) in [0, 1]
     """
 
-    def __init__(self, model: DMGAN, vocab: Vocabulary, *, amp: str = "off"):
+    def __init__(self, model: DMGAN, vocab: Vocabulary, *, amp: str = "off",
+                 backend: str = "eager"):
         from dmgan.data.open import check_vocab
+        from dmgan.inference import BACKENDS
 
         check_vocab(model.config, vocab, source="the vocabulary", error=CheckpointError,
                     hint="not this model's vocabulary")
+        if backend not in BACKENDS:
+            raise DMGANError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.model, self.vocab = model.eval(), vocab
-        self.amp = amp
+        self.amp, self.backend = amp, backend
+        self._runner = None  # built at the first call (compiling or exporting takes a while)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *,
-                        device: str | torch.device = "cpu", amp: str = "off") -> DMGANPipeline:
+                        device: str | torch.device = "cpu", amp: str = "off",
+                        backend: str = "eager") -> DMGANPipeline:
         """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model, on
         `device` ("auto": the GPU when there is one). `amp="bf16"` runs the generator in
         bf16 mixed precision: on a GPU, and on a CPU with bf16 units (AVX512-BF16, AMX),
-        about twice as fast; the images differ from fp32 ones by a level or two of 255."""
+        about twice as fast; the images differ from fp32 ones by a level or two of 255.
+        `backend`: eager, compile, jit or onnx (dmgan.inference; images only, no
+        explanation, from the last three)."""
         from dmgan.device import check_amp, resolve_device
 
         device = resolve_device(device)
@@ -93,7 +101,8 @@ class DMGANPipeline:
         if model.vocab is None:
             raise CheckpointError(f"{path} has no vocabulary; convert released files with "
                                   f"dmgan convert-released (it takes captions.pickle)")
-        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab), amp=amp)
+        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab), amp=amp,
+                   backend=backend)
 
     def encode(self, caption: str, seed: int) -> tuple[list[int], list[str]]:
         enc = self.vocab.encode(caption)  # CaptionError when no word is known
@@ -106,6 +115,7 @@ class DMGANPipeline:
         from dmgan.device import resolve_device
 
         self.model.to(resolve_device(device))
+        self._runner = None  # a compiled or exported graph holds the old device
         return self
 
     @property
@@ -135,6 +145,9 @@ class DMGANPipeline:
             num_images = num_images_per_prompt
         if num_images < 1:
             raise DMGANError(f"num_images must be >= 1, got {num_images}")
+        if explain and self.backend != "eager":
+            raise DMGANError(f"what the memory did comes from the eager generator only, "
+                             f"not --backend {self.backend}")
         from dmgan.device import autocast
 
         dev = self.device
@@ -154,12 +167,16 @@ class DMGANPipeline:
             lens = torch.full((num_images,), len(ids), device=dev)
             text = self.model.encode(caps, lens)
             with autocast(dev, self.amp):
-                out = self.model.generator(noise, text.sentence, text.words, text.mask,
-                                           sample_condition=False)
+                if self.backend == "eager":
+                    out = self.model.generator(noise, text.sentence, text.words, text.mask,
+                                               sample_condition=False)
+                    images = out.images
+                else:
+                    images = self._run(noise, text.sentence, text.words, text.mask)
             words = [self.vocab.words[i] for i in ids]
             for j in range(num_images):
                 result.captions.append(caption)
-                stages = [to_pil(img[j]) for img in out.images]
+                stages = [to_pil(img[j]) for img in images]
                 result.stage_images.append(stages)
                 result.images.append(stages[-1])
                 result.words.append(words)
@@ -175,6 +192,14 @@ class DMGANPipeline:
             # a caption's stages differ in size: each image's stages come back as a list
             result.stage_images = [_convert(st, output_type) for st in result.stage_images]
         return result
+
+
+    def _run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        if self._runner is None:
+            from dmgan.inference import build_runner
+
+            self._runner = build_runner(self.model.generator, self.backend, amp=self.amp)
+        return self._runner(*inputs)
 
 
 OUTPUT_TYPES = ("pil", "np", "pt")

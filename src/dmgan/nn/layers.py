@@ -213,7 +213,8 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         graph = torch.is_grad_enabled() and (x.requires_grad or self.conv.weight.requires_grad)
-        if isinstance(self.bn, nn.Identity) and not graph:  # folded, for inference
+        # folded, for inference (not under the compiler: no out= into strided views there)
+        if isinstance(self.bn, nn.Identity) and not graph and not torch.compiler.is_compiling():
             return upsample_conv3x3_glu(x, self.conv.weight, self.conv.bias)
         return bn_glu(self.bn, upsample_conv3x3(x, self.conv.weight, self.conv.bias))
 

@@ -34,9 +34,9 @@ def released_row_mask(mask: torch.Tensor, num_pixels: int) -> torch.Tensor:
     b = mask.shape[0]
     if b == 1:
         return mask.unsqueeze(2)
-    rows = torch.arange(b, device=mask.device).unsqueeze(1) * num_pixels
-    rows = rows + torch.arange(num_pixels, device=mask.device).unsqueeze(0)
-    return mask[rows % b].transpose(1, 2)  # (B, Q, T) -> (B, T, Q)
+    # the released tiling itself: row b*Q + q of the (Q*B, T) repeat is sample b's pixel q
+    # (the same as indexing rows (b*Q + q) mod B, and exportable: no remainder by the batch)
+    return mask.repeat(num_pixels, 1).view(b, num_pixels, -1).transpose(1, 2)
 
 
 def _check_inputs(h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> None:
