@@ -60,7 +60,7 @@ def main() -> None:
     for k, d in enumerate(ds):
         rows[f"adversarial D{k}"] = norms(generator_adversarial_loss(
             [d], [out.images[k]], text.sentence, kind=lo.adversarial, words=text.words,
-            mask=text.mask))
+            mask=text.mask)[0])
     regions, code = ie(out.images[-1])
     w = words_loss(regions, text.words, b.lengths, b.class_ids, gamma1=lo.gamma1,
                    gamma2=lo.gamma2, gamma3=lo.gamma3)

@@ -130,7 +130,7 @@ def test_a_training_step_backpropagates_through_everything():
     d_total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for d in ds for p in d.parameters())
-    g_total = generator_adversarial_loss(ds, out.images, sent) + kl_loss(out.mu, out.logvar)
+    g_total = generator_adversarial_loss(ds, out.images, sent)[0] + kl_loss(out.mu, out.logvar)
     g_total.backward()
     grads = [p.grad for p in g.parameters()]
     assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -48,8 +49,6 @@ def test_damsm_pretraining_saves_loadable_encoders(damsm):
 
 
 def test_a_few_steps_give_finite_losses_and_a_usable_checkpoint(tmp_path, damsm):
-    import json
-
     result = train_gan(tiny_config(), _opts(tmp_path / "run", damsm, max_steps=4))
     assert result.step == 4 and result.last_checkpoint.name == "ckpt-00000004.pt"
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -414,6 +413,41 @@ def test_init_from_may_give_g_and_the_discriminators_word_context(tmp_path, dams
     with pytest.raises(CheckpointError, match="word_context"):  # not dropped again
         init_networks(run.last_checkpoint, cfg, build_generator(cfg), build_generator(cfg),
                       build_discriminators(cfg))
+
+
+def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
+    from dmgan.config import override
+    from dmgan.losses import generator_adversarial_loss
+    from dmgan.models import build_discriminators
+    from dmgan.nn.text_encoder import TextEncoding
+
+    cfg = override(tiny_config(), ["discriminator.word_match=true"])
+    torch.manual_seed(0)
+    ds = build_discriminators(cfg)
+    for d in ds:
+        torch.nn.init.normal_(d.word_joint.weight, std=0.1)
+    b, dim, t = 3, cfg.text.embed_dim, 4
+    images = [torch.randn(b, 3, s, s) for s in cfg.generator.image_sizes]
+    own = TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
+                       mask=torch.zeros(b, t, dtype=torch.bool))
+    other = TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
+                         mask=torch.zeros(b, t, dtype=torch.bool))
+    adv, margin = generator_adversarial_loss(ds, images, own.sentence, words=own.words,
+                                             mask=own.mask, contrast=other)
+    plain, none = generator_adversarial_loss(ds, images, own.sentence, words=own.words,
+                                             mask=own.mask)
+    torch.testing.assert_close(adv, plain)  # the released terms are untouched
+    assert none.item() == 0.0
+    want = sum(torch.nn.functional.softplus(
+        d.cond_logits(d(x), other.sentence, other.words, other.mask)
+        - d.cond_logits(d(x), own.sentence, own.words, own.mask)).mean()
+        for d, x in zip(ds, images, strict=True))
+    torch.testing.assert_close(margin, want)
+    # in training: logged, and G trains with it
+    run = train_gan(override(cfg, ["train.contrast_negatives=true", "loss.g_contrast_weight=2"]),
+                    _opts(tmp_path / "run", damsm, max_steps=2))
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert run.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
 
 
 def test_hard_negatives_pick_the_closest_other_class_and_train(tmp_path, damsm):

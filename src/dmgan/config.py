@@ -85,6 +85,11 @@ class LossConfig:
     # 0 turns it off (released)
     ma_gp_weight: float = 0.0
     ma_gp_power: float = 6.0
+    # G also pays g_contrast_weight * softplus(D's match logit of its image with the
+    # step's mismatched caption - with its own caption), summed over stages: the Ds'
+    # preference for the right caption (which the contrast captions teach them on real
+    # images: which object is where) asked of the fakes too. 0: off (released)
+    g_contrast_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -251,6 +256,7 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
          "loss.ma_gp_weight must be >= 0 and loss.ma_gp_power > 0"),
         (cfg.loss.damsm_weight >= 0 and cfg.loss.kl_weight >= 0,
          "loss.damsm_weight and loss.kl_weight must be >= 0"),
+        (cfg.loss.g_contrast_weight >= 0, "loss.g_contrast_weight must be >= 0"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),

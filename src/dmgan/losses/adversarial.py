@@ -162,16 +162,26 @@ def generator_adversarial_loss(
     kind: str = "bce",
     words: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
-) -> torch.Tensor:
+    contrast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum over stages of the conditional (+ unconditional) 'looks real' losses (`words`,
-    `mask`: for word-matching Ds)."""
+    `mask`: for word-matching Ds), and of the contrast term: with `contrast` (a
+    TextEncoding of mismatched captions, e.g. contrast captions), mean softplus(match
+    logit of the fake with the mismatched caption - with its own), which asks each D to
+    prefer an image's own caption on the fake as it learned to on real images (zero
+    without `contrast`)."""
     if len(ds) != len(images):
         raise ValueError(f"{len(ds)} discriminators for {len(images)} images")
     total = images[0].new_zeros(())
+    margin = images[0].new_zeros(())
     for d, img in zip(ds, images, strict=True):
         features = d(img)
-        total = total + _fooled(d.cond_logits(features, sentence, words, mask), kind)
+        own = d.cond_logits(features, sentence, words, mask)
+        total = total + _fooled(own, kind)
         uncond = d.uncond_logits(features)
         if uncond is not None:
             total = total + _fooled(uncond, kind)
-    return total
+        if contrast is not None:
+            other = d.cond_logits(features, contrast.sentence, contrast.words, contrast.mask)
+            margin = margin + F.softplus(other - own).mean()
+    return total, margin

@@ -28,6 +28,8 @@ class GeneratorLoss:
     damsm_words: torch.Tensor  # (w_loss0 + w_loss1) * damsm_weight
     damsm_sentence: torch.Tensor  # (s_loss0 + s_loss1) * damsm_weight
     kl: torch.Tensor  # kl_weight * KL
+    # g_contrast_weight * the Ds' preference of the mismatched caption on the fakes
+    contrast: torch.Tensor | None = None
 
 
 def generator_loss(
@@ -38,9 +40,15 @@ def generator_loss(
     image_encoder: ImageEncoderFn,
     loss: LossConfig,
     class_ids: torch.Tensor | None = None,
+    wrong: TextEncoding | None = None,
 ) -> GeneratorLoss:
-    adv = generator_adversarial_loss(ds, out.images, text.sentence, kind=loss.adversarial,
-                                     words=text.words, mask=text.mask)
+    """`wrong`: the step's mismatched captions, for the contrast term (loss.g_contrast_weight)."""
+    use_contrast = loss.g_contrast_weight > 0 and wrong is not None
+    adv, margin = generator_adversarial_loss(ds, out.images, text.sentence,
+                                             kind=loss.adversarial, words=text.words,
+                                             mask=text.mask,
+                                             contrast=wrong if use_contrast else None)
+    contrast = margin * loss.g_contrast_weight
     regions, code = image_encoder(out.images[-1])
     w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,
                    gamma2=loss.gamma2, gamma3=loss.gamma3)
@@ -48,5 +56,6 @@ def generator_loss(
     words_term = (w.loss0 + w.loss1) * loss.damsm_weight
     sent_term = (s0 + s1) * loss.damsm_weight
     kl = kl_loss(out.mu, out.logvar) * loss.kl_weight
-    return GeneratorLoss(total=adv + words_term + sent_term + kl, adversarial=adv,
-                         damsm_words=words_term, damsm_sentence=sent_term, kl=kl)
+    return GeneratorLoss(total=adv + words_term + sent_term + kl + contrast, adversarial=adv,
+                         damsm_words=words_term, damsm_sentence=sent_term, kl=kl,
+                         contrast=contrast)
