@@ -448,6 +448,19 @@ def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
                     _opts(tmp_path / "run", damsm, max_steps=2))
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert run.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
+    # judged by frozen critics (another run's word-reading Ds) instead
+    judged = train_gan(override(cfg, ["train.contrast_negatives=true",
+                                      "loss.g_contrast_weight=2"]),
+                       _opts(tmp_path / "judged", damsm, max_steps=2,
+                             critic=run.last_checkpoint))
+    records = [json.loads(x) for x in (tmp_path / "judged" / "log.jsonl").read_text().splitlines()]
+    assert judged.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
+    assert _weights(judged.last_checkpoint)["options"]["critic"] == str(run.last_checkpoint)
+    plain = train_gan(tiny_config(), _opts(tmp_path / "plain", damsm, max_steps=1))
+    with pytest.raises(CheckpointError, match="do not read the words"):
+        train_gan(override(cfg, ["loss.g_contrast_weight=2"]),
+                  _opts(tmp_path / "refused", damsm, max_steps=1,
+                        critic=plain.last_checkpoint))
 
 
 def test_hard_negatives_pick_the_closest_other_class_and_train(tmp_path, damsm):

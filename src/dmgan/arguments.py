@@ -217,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="CHECKPOINT",
                    help="start from another run's networks (a training checkpoint or an "
                         "exported model of the same preset; e.g. to fine-tune on a new DAMSM)")
+    s.add_argument("--critic", metavar="CHECKPOINT",
+                   help="frozen discriminators that read the words (bench/warm_match.py) to "
+                        "judge the contrast term, loss.g_contrast_weight, in place of the "
+                        "run's own")
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=_int_in(2),

@@ -22,7 +22,7 @@ def _train_options(args: argparse.Namespace, **fixed):
 
     names = {f.name for f in dataclasses.fields(TrainOptions)}
     values = {k: v for k, v in vars(args).items() if k in names} | fixed
-    for key in ("out", "damsm", "init_from"):
+    for key in ("out", "damsm", "init_from", "critic"):
         if values.get(key) is not None:
             values[key] = Path(values[key])
     return TrainOptions(**values)

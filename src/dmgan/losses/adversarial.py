@@ -182,6 +182,24 @@ def generator_adversarial_loss(
         if uncond is not None:
             total = total + _fooled(uncond, kind)
         if contrast is not None:
-            other = d.cond_logits(features, contrast.sentence, contrast.words, contrast.mask)
-            margin = margin + F.softplus(other - own).mean()
+            margin = margin + _prefers_other(d, features, own, contrast)
     return total, margin
+
+
+def _prefers_other(d: Discriminator, features: torch.Tensor, own: torch.Tensor,
+                   contrast) -> torch.Tensor:
+    other = d.cond_logits(features, contrast.sentence, contrast.words, contrast.mask)
+    return F.softplus(other - own).mean()
+
+
+def contrast_margin(ds: Sequence[Discriminator], images: Sequence[torch.Tensor], text,
+                    contrast) -> torch.Tensor:
+    """The contrast term of generator_adversarial_loss, judged by other Ds (frozen critics):
+    sum over stages of mean softplus(match logit with the mismatched caption - with the
+    image's own)."""
+    total = images[0].new_zeros(())
+    for d, img in zip(ds, images, strict=True):
+        features = d(img)
+        own = d.cond_logits(features, text.sentence, text.words, text.mask)
+        total = total + _prefers_other(d, features, own, contrast)
+    return total

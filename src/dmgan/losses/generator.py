@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from dmgan.config import LossConfig
-from dmgan.losses.adversarial import generator_adversarial_loss, kl_loss
+from dmgan.losses.adversarial import contrast_margin, generator_adversarial_loss, kl_loss
 from dmgan.losses.damsm import sentence_loss, words_loss
 from dmgan.nn.discriminator import Discriminator
 from dmgan.nn.generator import GeneratorOutput
@@ -41,13 +41,16 @@ def generator_loss(
     loss: LossConfig,
     class_ids: torch.Tensor | None = None,
     wrong: TextEncoding | None = None,
+    critics: Sequence[Discriminator] | None = None,
 ) -> GeneratorLoss:
-    """`wrong`: the step's mismatched captions, for the contrast term (loss.g_contrast_weight)."""
+    """`wrong`: the step's mismatched captions, for the contrast term (loss.g_contrast_weight),
+    judged by `critics` (frozen Ds) when given, else by the run's own Ds."""
     use_contrast = loss.g_contrast_weight > 0 and wrong is not None
-    adv, margin = generator_adversarial_loss(ds, out.images, text.sentence,
-                                             kind=loss.adversarial, words=text.words,
-                                             mask=text.mask,
-                                             contrast=wrong if use_contrast else None)
+    adv, margin = generator_adversarial_loss(
+        ds, out.images, text.sentence, kind=loss.adversarial, words=text.words,
+        mask=text.mask, contrast=wrong if use_contrast and critics is None else None)
+    if use_contrast and critics is not None:
+        margin = contrast_margin(critics, out.images, text, wrong)
     contrast = margin * loss.g_contrast_weight
     regions, code = image_encoder(out.images[-1])
     w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,

@@ -7,6 +7,7 @@ import copy
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -86,6 +87,10 @@ class TrainOptions:
     # start a new run from another run's networks (a training checkpoint: G, EMA G and the
     # Ds; an exported model: G and EMA G, new Ds); fresh optimizers, step 0
     init_from: Path | None = None
+    # frozen discriminators (a training checkpoint's, reading the words: e.g. from
+    # bench/warm_match.py) that judge the contrast term (loss.g_contrast_weight) in place
+    # of the run's own Ds: a teacher of which object is where that the fakes do not train
+    critic: Path | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -132,7 +137,7 @@ class TrainOptions:
         if unknown:
             raise ConfigError(f"training options: unknown option(s) {', '.join(unknown)}")
         values = dict(record)
-        for name in ("out", "damsm", "init_from"):
+        for name in ("out", "damsm", "init_from", "critic"):
             if values.get(name) is not None:
                 values[name] = Path(values[name])
         return cls(**values)
@@ -143,7 +148,7 @@ class TrainOptions:
         record = {k: v for k, v in self.to_dict().items() if k not in self.RESUMABLE}
         if self.data != "shapes":
             record["data"] = str(Path(self.data).resolve())
-        for name in ("damsm", "init_from"):
+        for name in ("damsm", "init_from", "critic"):
             if getattr(self, name) is not None:
                 record[name] = str(Path(getattr(self, name)).resolve())
         return record | {"world_size": world_size}
@@ -195,6 +200,7 @@ class GANParts:
     text_encoder: torch.nn.Module
     image_encoder: torch.nn.Module
     scaler: torch.amp.GradScaler
+    critics: torch.nn.ModuleList | None = None  # frozen Ds for the contrast term (opts.critic)
 
 
 def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[torch.Tensor],
@@ -265,7 +271,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     # --- phase: update the generator ------------------------------------------------
     p.ds.requires_grad_(False)
     with amp_context():
-        gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong)
+        gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
+                            critics=p.critics)
     p.opt_g.zero_grad(set_to_none=True)
     p.scaler.scale(gl.total).backward()
     p.ds.requires_grad_(True)
@@ -403,9 +410,10 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
         if rt.main:
             print(f"initialised from {opts.init_from} ({trained} steps trained)", flush=True)
 
+    critics = load_critics(opts.critic, cfg, dev, fmt) if opts.critic is not None else None
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
-                   image_encoder=image_encoder, scaler=scaler)
+                   image_encoder=image_encoder, scaler=scaler, critics=critics)
     graphed = GraphedUpdate(gan, cfg, rt, opts.amp, num_words=cfg.text.words_train) \
         if opts.cuda_graphs else None
     if rt.main:
@@ -541,6 +549,29 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     if bar is not None:
         bar.close()
     return TrainResult(step, run, last_ckpt)
+
+
+def load_critics(path: Path, cfg: DMGANConfig, device: torch.device,
+                 fmt: torch.memory_format) -> torch.nn.ModuleList:
+    """The frozen Ds of a training checkpoint (TrainOptions.critic): they must read the
+    words (discriminator.word_match) and judge this run's image sizes."""
+    from dmgan.models import build_discriminators
+
+    source, payload = load_checkpoint(path)
+    if not source.discriminator.word_match:
+        raise CheckpointError(f"--critic {path}: its discriminators do not read the words "
+                              f"(discriminator.word_match); bench/warm_match.py makes some")
+    if (source.generator.image_sizes != cfg.generator.image_sizes
+            or source.text != cfg.text):
+        raise CheckpointError(f"--critic {path}: its image sizes or text settings are not "
+                              f"preset '{cfg.name}'s")
+    critics = build_discriminators(source, init=False)
+    for i, d in enumerate(critics):
+        load_network(d, payload, f"discriminator{i}", str(path))
+    if cfg.loss.g_contrast_weight <= 0:
+        warnings.warn("--critic judges only the contrast term, and loss.g_contrast_weight "
+                      "is 0", stacklevel=2)
+    return critics.to(device, memory_format=fmt).eval().requires_grad_(False)
 
 
 # options a run may switch on over a source trained without them, and the key prefixes of
