@@ -2,10 +2,13 @@
 measure how well they can learn it: every D gains the word reading (`word_match`, plus
 `word_context` layers and place codes), and its match head alone (word_* and cond_*
 parameters; the conv features stay as trained) learns on real two-object images to
-prefer the true caption (target 1) to the one with the two objects' places traded and
-the one with their colours traded (target 0). Held-out preference is printed every 500
-steps per D as (places, colours, mean match probability of the true caption); the
-result is a training checkpoint for `dmgan train --init-from`, with the word options on.
+match the true caption (target 1) and not the one with the two objects' places traded,
+the one with their colours traded, nor (`--more`) a caption with one thing changed
+(dmgan.data.shapes.contrast_scene) or the true caption on the image with one of the two
+objects drawn twice (target 0). Held-out preference is printed every 500 steps per D as
+(places, colours[, doubled image], mean match probability of the true caption); the
+result is a training checkpoint for `dmgan train --init-from` or `--critic`, with the
+word options on.
 
     python bench/warm_match.py runs/words-ft/best.pt runs/dwarm.pt --steps 5000
     dmgan train --preset shapes --data shapes --damsm DAMSM --init-from runs/dwarm.pt \\
@@ -30,14 +33,19 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--train-samples", type=int, default=12000,
                    help="training-split samples drawn (the two-object ones are used)")
+    p.add_argument("--more", action="store_true",
+                   help="also one-thing contrast captions and images with an object doubled")
     args = p.parse_args()
 
+    import numpy as np
     import torch
     import torch.nn.functional as F
+    from PIL import Image
 
     from dmgan import DMGAN
     from dmgan.checkpoint import load_checkpoint
-    from dmgan.data.shapes import ShapesDataset, traded
+    from dmgan.data.shapes import ShapesDataset, contrast_scene, render, traded
+    from dmgan.data.transforms import to_tensor
     from dmgan.data.vocab import tokenize
     from dmgan.fileio import atomic_write
     from dmgan.models import build_discriminators
@@ -51,7 +59,8 @@ def main() -> None:
         """Real images at every stage size and, per image, the token ids of its caption,
         the places-traded and the colours-traded captions."""
         data = ShapesDataset(split=split, length=n, image_sizes=sizes, max_words=30, seed=0)
-        images, captions = [[] for _ in sizes], []
+        images, doubled, captions = [[] for _ in sizes], [[] for _ in sizes], []
+        rng = np.random.default_rng([0, len(split)])
         for i in range(n):
             scene, caption = data.scene(i)[:2]
             if len(scene.objects) != 2:
@@ -59,11 +68,22 @@ def main() -> None:
             twins = [traded(scene, a) for a in ("position", "colour")]
             if any(t == scene for t in twins):
                 continue
+            if args.more:
+                twins.append(contrast_scene(scene, rng))
+                a, b = scene.objects
+                keep = (a, b)[int(rng.integers(2))]  # drawn at both places
+                twice = replace(scene, objects=tuple(replace(keep, position=o.position)
+                                                     for o in (a, b)))
+                big = render(twice, sizes[-1], rng)
+                for k, s in enumerate(sizes):
+                    doubled[k].append(to_tensor(np.asarray(
+                        big if s == sizes[-1] else big.resize((s, s), Image.BILINEAR))))
             captions.append([data.vocab.encode_tokens(tokenize(c)).ids
                              for c in [caption] + [data.caption_for(i, t) for t in twins]])
             for k, image in enumerate(data[i].images):
                 images[k].append(image)
-        return [torch.stack(x) for x in images], captions
+        stack = [torch.stack(x) for x in images]
+        return stack, [torch.stack(x) for x in doubled] if args.more else None, captions
 
     def encode(rows):
         caps = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
@@ -73,8 +93,8 @@ def main() -> None:
             return te(caps, torch.tensor([len(r) for r in rows]))
 
     start = time.time()
-    train_images, train_caps = pool("train", args.train_samples)
-    test_images, test_caps = pool("test", 800)
+    train_images, train_doubled, train_caps = pool("train", args.train_samples)
+    test_images, test_doubled, test_caps = pool("test", 800)
     print(f"{len(train_caps)} training and {len(test_caps)} held-out two-object images",
           flush=True)
     words_cfg = replace(cfg, discriminator=replace(cfg.discriminator, word_match=True,
@@ -84,10 +104,15 @@ def main() -> None:
         state = d.state_dict()
         state.update(payload["networks"][f"discriminator{k}"])
         d.load_state_dict(state)
-    with torch.no_grad():
-        feats = [[torch.cat([d(x[i:i + 200]) for i in range(0, len(x), 200)])
-                  for d, x in zip(ds, images, strict=True)]
-                 for images in (train_images, test_images)]
+    def features(images):
+        if images is None:
+            return None
+        with torch.no_grad():
+            return [torch.cat([d(x[i:i + 200]) for i in range(0, len(x), 200)])
+                    for d, x in zip(ds, images, strict=True)]
+
+    feats = [features(train_images), features(test_images)]
+    doubled_feats = [features(train_doubled), features(test_doubled)]
     params = [q for d in ds for name, q in d.named_parameters()
               if name.startswith(("word_", "cond_"))]
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.5, 0.999))
@@ -96,24 +121,32 @@ def main() -> None:
     def held_out():
         texts = [encode([c[j] for c in test_caps]) for j in range(3)]
         rows = []
-        for d, f in zip(ds, feats[1], strict=True):
+        for k, (d, f) in enumerate(zip(ds, feats[1], strict=True)):
             logits = [d.cond_logits(f, t.sentence, t.words, t.mask) for t in texts]
-            rows.append(tuple(round(float(x), 3) for x in (
-                (logits[0] > logits[1]).float().mean(), (logits[0] > logits[2]).float().mean(),
-                torch.sigmoid(logits[0]).mean())))
+            row = [(logits[0] > logits[1]).float().mean(), (logits[0] > logits[2]).float().mean()]
+            if args.more:
+                twice = d.cond_logits(doubled_feats[1][k], texts[0].sentence, texts[0].words,
+                                      texts[0].mask)
+                row.append((logits[0] > twice).float().mean())
+            rows.append(tuple(round(float(x), 3) for x in
+                              (*row, torch.sigmoid(logits[0]).mean())))
         return rows
 
     print("step 0", held_out(), flush=True)
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(train_caps), (args.batch,))
-        texts = [encode([train_caps[i][j] for i in idx]) for j in range(3)]
+        texts = [encode([train_caps[i][j] for i in idx]) for j in range(len(train_caps[0]))]
         loss = 0.0
-        for d, f in zip(ds, feats[0], strict=True):
-            for j, t in enumerate(texts):  # the true caption counts twice: 1:1 with the twins
-                logits = d.cond_logits(f[idx], t.sentence, t.words, t.mask)
-                target = torch.full_like(logits, 1.0 if j == 0 else 0.0)
-                loss = loss + F.binary_cross_entropy_with_logits(logits, target) * \
-                    (2.0 if j == 0 else 1.0)
+        for k, (d, f) in enumerate(zip(ds, feats[0], strict=True)):
+            logits = [d.cond_logits(f[idx], t.sentence, t.words, t.mask) for t in texts]
+            if args.more:  # the true caption on the image with an object doubled
+                logits.append(d.cond_logits(doubled_feats[0][k][idx], texts[0].sentence,
+                                            texts[0].words, texts[0].mask))
+            # the true pair weighs as much as all the negatives together
+            loss = loss + F.binary_cross_entropy_with_logits(logits[0], torch.ones_like(logits[0]))
+            for other in logits[1:]:
+                loss = loss + F.binary_cross_entropy_with_logits(
+                    other, torch.zeros_like(other)) / (len(logits) - 1)
         opt.zero_grad()
         loss.backward()
         opt.step()
