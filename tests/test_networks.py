@@ -448,3 +448,18 @@ def test_fused_batch_norm_glu_is_glu_of_batch_norm(shape, layout):
     with torch.no_grad():
         torch.testing.assert_close(bn_glu(bn, x), glu(bn(x)), rtol=0, atol=0)
     assert torch.equal(bn_glu(torch.nn.Identity(), x), glu(x))  # a folded batch norm
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("side", [4, 33])  # below and above PHASE_MIN_PIXELS
+def test_gating_the_phases_before_interleaving_is_the_up_block(layout, side):
+    from dmgan.nn.layers import glu, upsample_conv3x3, upsample_conv3x3_glu
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, side, side).contiguous(memory_format=layout)
+    w = torch.randn(10, 6, 3, 3).contiguous(memory_format=layout)
+    b = torch.randn(10)
+    with torch.no_grad():
+        out, ref = upsample_conv3x3_glu(x, w, b), glu(upsample_conv3x3(x, w, b))
+    assert out.shape == (2, 5, 2 * side, 2 * side) and out.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)

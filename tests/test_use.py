@@ -558,6 +558,9 @@ def test_compiled_and_exported_generators_draw_the_eager_images(tmp_path, model_
             assert (a - b).abs().max() <= 1.0 / 255 + 1e-6
     with pytest.raises(DMGANError, match="eager"):
         other("a red circle", explain=True)
+    if backend != "compile":  # the exported graphs run in fp32 only: refused at once
+        with pytest.raises(DMGANError, match="--amp bf16"):
+            DMGANPipeline.from_pretrained(model_path, backend=backend, amp="bf16")
     if backend == "jit":  # the command line takes it too
         res = _dmgan("generate", "a red circle", "--checkpoint", str(model_path), "--backend",
                      backend, "-o", str(tmp_path / "jit.png"))

@@ -47,13 +47,18 @@ class StageImages(nn.Module):
 Runner = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], list[torch.Tensor]]
 
 
-def build_runner(generator: nn.Module, backend: str, *, amp: str = "off") -> Runner:
-    """A function (noise, sentence, words, mask) -> stage images for `backend`, from a
-    generator prepared for inference (eval mode; DMGAN.optimize_for_inference)."""
+def check_backend(backend: str, amp: str = "off") -> None:
+    """DMGANError for a backend this module does not have, or one that cannot run `amp`."""
     if backend not in BACKENDS:
         raise DMGANError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if amp != "off" and backend in ("jit", "onnx"):
         raise DMGANError(f"--amp {amp} runs with --backend eager or compile, not {backend}")
+
+
+def build_runner(generator: nn.Module, backend: str, *, amp: str = "off") -> Runner:
+    """A function (noise, sentence, words, mask) -> stage images for `backend`, from a
+    generator prepared for inference (eval mode; DMGAN.optimize_for_inference)."""
+    check_backend(backend, amp)
     net = StageImages(generator.eval()).eval()
     if backend == "eager":
         return lambda *inputs: list(net(*inputs))

@@ -70,12 +70,11 @@ class DMGANPipeline:
     def __init__(self, model: DMGAN, vocab: Vocabulary, *, amp: str = "off",
                  backend: str = "eager"):
         from dmgan.data.open import check_vocab
-        from dmgan.inference import BACKENDS
+        from dmgan.inference import check_backend
 
         check_vocab(model.config, vocab, source="the vocabulary", error=CheckpointError,
                     hint="not this model's vocabulary")
-        if backend not in BACKENDS:
-            raise DMGANError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_backend(backend, amp)
         self.model, self.vocab = model.eval(), vocab
         self.amp, self.backend = amp, backend
         self._runner = None  # built at the first call (compiling or exporting takes a while)

@@ -176,18 +176,23 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     x has PHASE_MIN_PIXELS input pixels, else as written."""
     if x.shape[0] * x.shape[2] * x.shape[3] < PHASE_MIN_PIXELS:
         return F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), weight, bias, padding=1)
-    y = F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
-    return _InterleavePhases.apply(y)
+    return _InterleavePhases.apply(_phase_conv(x, weight, bias))
+
+
+def _phase_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The four output phases' 2x2 convs as one conv: (B, C, H, W) -> (B, 4*O, H+1, W+1)."""
+    return F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
 
 
 def upsample_conv3x3_glu(x: torch.Tensor, weight: torch.Tensor,
                          bias: torch.Tensor | None) -> torch.Tensor:
     """glu(upsample_conv3x3(x, weight, bias)), without a graph: the GLU runs on the phase
     maps before they are interleaved, so the full-size output of the conv (twice the
-    channels of the result) is never made. The same values."""
+    channels of the result) is never made. The same values to rounding (the sigmoid of a
+    strided half may round a last bit apart)."""
     if x.shape[0] * x.shape[2] * x.shape[3] < PHASE_MIN_PIXELS:
         return glu(upsample_conv3x3(x, weight, bias))
-    y = F.conv2d(x, phase_kernels(weight), None if bias is None else bias.repeat(4), padding=1)
+    y = _phase_conv(x, weight, bias)
     n, c8, h1, w1 = y.shape
     if c8 % 8:
         raise ValueError(f"GLU needs an even number of channels, got {c8 // 4}")
