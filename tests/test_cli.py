@@ -158,10 +158,12 @@ def test_readme_lists_the_bundled_models_vocabulary():
 
 def test_readme_bundled_model_commands_parse_and_chain():
     """The bundled model's recipe: the demo (for its DAMSM), the DAMSM fine-tuned with
-    binding negatives, the GAN trained on it from scratch on a GPU, its best snapshot
-    fine-tuned on a CPU at a lower rate, the best of that exported into the package."""
+    binding negatives, a first GAN trained on it on a GPU and fine-tuned on a CPU (the
+    previous bundled model), its Ds' match heads taught which object is where on real
+    images (the critic), the GAN trained from scratch with that critic and the word
+    contexts, the best snapshot of that exported into the package."""
     lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    demo, damsm, train, tune, export = lines
+    demo, damsm, train, tune, critic, final, export = lines
     parse = build_parser().parse_args
     assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
     d = parse(demo[2:])
@@ -178,8 +180,18 @@ def test_readme_bundled_model_commands_parse_and_chain():
     assert f.init_from == f"{t.out}/best.pt" and f.out != t.out and f.damsm == t.damsm
     assert set(t.set) < set(f.set) and "train.lr_g=1e-4" in f.set
     assert f.ckpt_every == t.ckpt_every  # the snapshots best.pt is chosen from
+    assert critic[:2] == ["python", "bench/warm_match.py"] and "--more" in critic
+    assert critic[2] == f"{f.out}/best.pt"
+    assert final[:3] == ["OMP_NUM_THREADS=2", "dmgan", "train"]
+    g = parse(final[2:])
+    assert g.critic == critic[3] and g.damsm == t.damsm and g.init_from is None
+    assert not g.resume and g.out not in (t.out, f.out) and g.max_steps
+    for option in ("discriminator.word_match=true", "discriminator.word_context=1",
+                   "generator.word_context=1", "loss.g_contrast_weight=2",
+                   *[x for x in t.set if "swap_share" in x]):
+        assert option in g.set, option
     e = parse(export[1:])
-    assert e.checkpoint == f"{f.out}/best.pt"
+    assert e.checkpoint == f"{g.out}/best.pt"
     assert e.output == "src/dmgan/assets/shapes_model.pt"
 
 

@@ -48,9 +48,13 @@ def _summary(hits: dict[str, list[bool]], whole: list[bool], two: list[bool]) ->
     return scores
 
 
-def held_out_captions(n: int, seed: int, max_words: int = 30) -> ShapesDataset:
-    """The `n` held-out (test split) shapes samples of `seed`: captions and ground truth."""
-    return ShapesDataset(split="test", length=n, image_sizes=(64,), max_words=max_words, seed=seed)
+def held_out_captions(n: int, seed: int, max_words: int = 30, *,
+                      background_phrase: float = 1.0) -> ShapesDataset:
+    """The `n` held-out (test split) shapes samples of `seed`: captions and ground truth
+    (`background_phrase`: the share of captions that name the background; every one in
+    the evaluations, none to ask how a model draws captions that leave it out)."""
+    return ShapesDataset(split="test", length=n, image_sizes=(64,), max_words=max_words, seed=seed,
+                         background_phrase=background_phrase)
 
 
 def oracle_scores(images: torch.Tensor, attributes: Sequence[dict], *, batch: int = 100,
