@@ -33,6 +33,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--train-samples", type=int, default=12000,
                    help="training-split samples drawn (the two-object ones are used)")
+    p.add_argument("--background-phrase", type=float, default=1.0,
+                   help="the share of captions that name the background (the bundled "
+                        "model's critic: 1.0, every one)")
     p.add_argument("--more", action="store_true",
                    help="also one-thing contrast captions and images with an object doubled")
     args = p.parse_args()
@@ -58,7 +61,8 @@ def main() -> None:
     def pool(split: str, n: int):
         """Real images at every stage size and, per image, the token ids of its caption,
         the places-traded and the colours-traded captions."""
-        data = ShapesDataset(split=split, length=n, image_sizes=sizes, max_words=30, seed=0)
+        data = ShapesDataset(split=split, length=n, image_sizes=sizes, max_words=30, seed=0,
+                             background_phrase=args.background_phrase)
         images, doubled, captions = [[] for _ in sizes], [[] for _ in sizes], []
         rng = np.random.default_rng([0, len(split)])
         for i in range(n):
