@@ -3,8 +3,9 @@ one-object and on two-object captions, and the share of two-object captions with
 attribute right by template (how the caption begins) and by the first object's place.
 Same captions and noise as `dmgan eval --data shapes` (held-out split, seed 0); with
 `--no-background`, the same scenes worded without the background phrase ("a red circle"),
-and the share of images whose background the oracle reads as one of the objects' colours
-(none in the data: such an object cannot be seen).
+the share of images whose background the oracle reads as one of the objects' colours
+(none in the data: such an object cannot be seen), and the background colours it reads
+most often.
 
     python bench/caption_errors.py src/dmgan/assets/shapes_model.pt [--n 500] [--no-background]
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 
 def main() -> None:
@@ -43,8 +44,9 @@ def main() -> None:
         background = oracle(images)["background"].argmax(1)
     whole = caption_hits(hits, attributes)
     # a background in one of the objects' colours hides that object
-    hidden = [COLOUR_NAMES[int(b)] in {o["colour"] for o in a["objects"]}
-              for b, a in zip(background, attributes, strict=True)]
+    read = [COLOUR_NAMES[int(b)] for b in background]
+    hidden = [b in {o["colour"] for o in a["objects"]}
+              for b, a in zip(read, attributes, strict=True)]
     per_object: dict[str, list[bool]] = defaultdict(list)
     two: dict[str, list[bool]] = defaultdict(list)
     k = 0
@@ -67,6 +69,8 @@ def main() -> None:
                       "background_named": not args.no_background,
                       "all_right": share(whole),
                       "background_is_an_object_colour": share(hidden, "share"),
+                      "background_read": {c: round(k / len(read), 3)
+                                          for c, k in Counter(read).most_common(3)},
                       "per_object": {k: share(v) for k, v in sorted(per_object.items())},
                       "two_object_all_right": {k: share(v) for k, v in sorted(two.items())}},
                      indent=1))

@@ -9,7 +9,7 @@ import torch
 from dmgan import build_generator, preset
 from dmgan.data.collate import collate
 from dmgan.data.oracle import ShapesOracle, judge, load_oracle, oracle_loss, targets
-from dmgan.data.shapes import PAIRS, ShapesDataset, vocabulary
+from dmgan.data.shapes import COLOURS, PAIRS, ShapesDataset, vocabulary
 from dmgan.data.vocab import tokenize
 
 
@@ -129,3 +129,105 @@ def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
     assert data.caption_for(3, scene) == data.scene(3)[1]
     with pytest.raises(ValueError, match="swap_share"):
         ShapesDataset(split="train", length=3, swap_share=1.5)
+
+
+def test_contrast_captions_differ_from_the_caption_when_the_background_is_left_out():
+    """A caption without the background phrase never gets the background as its one change
+    (that negative would be the true caption); with `background_negative` its contrast is
+    the caption naming the background in an object's colour."""
+    from dmgan.data.shapes import contrast_scene
+
+    data = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.0,
+                         contrast=True)
+    for i in range(200):
+        scene, caption, _, named = data.scene(i)
+        assert not named
+        for k in range(4):
+            other = contrast_scene(scene, np.random.default_rng([i, k]), background=False)
+            assert other.background == scene.background
+            assert data.caption_for(i, other) != caption
+        assert data._draw(i)[4] != caption
+    shaded = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
+                           contrast=True, background_negative=1.0)
+    plain = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
+                          contrast=True)
+    left_out = 0
+    for i in range(200):
+        scene, caption, _, named, negative = shaded._draw(i)
+        if named:  # captions that name the background keep their contrast captions
+            assert negative == plain._draw(i)[4]
+            continue
+        left_out += 1
+        head, _, colour = negative.removesuffix(" background").rpartition(" on a")
+        assert head == caption and colour.strip().removeprefix("n ") in {
+            o.colour for o in scene.objects}
+    assert 50 < left_out < 150
+    sample = shaded[next(i for i in range(200) if not shaded._draw(i)[3])]
+    assert sample.negative_length > sample.length
+    with pytest.raises(ValueError, match="background_negative"):
+        ShapesDataset(split="train", length=3, background_negative=-0.1)
+    # the config field reaches the data the training opens
+    from dmgan.config import override, preset
+    from dmgan.data.open import open_data
+    from dmgan.errors import ConfigError
+
+    cfg = override(preset("shapes"), ["data.shapes_background_negative=1"])
+    opened = open_data(cfg, "shapes", "train", seed=0, max_words=30)
+    assert opened.background_negative == 1.0 and opened.contrast
+    with pytest.raises(ConfigError, match="shapes_background_negative"):
+        override(preset("shapes"), ["data.shapes_background_negative=2"])
+
+
+def test_an_unnamed_background_can_be_one_colour():
+    """`unnamed_background`: a caption that leaves the background out gets a plain one
+    (white, or black when an object is white); the captions, and the scenes of the
+    captions that name it, stay as they were."""
+    from dmgan.data.shapes import plain_background
+
+    kw = dict(split="train", length=120, image_sizes=(16,), background_phrase=0.5)
+    plain, anyc = ShapesDataset(unnamed_background="white", **kw), ShapesDataset(**kw)
+    unnamed = 0
+    for i in range(120):
+        (scene, caption, _, named), (other, caption2, _, _) = plain.scene(i), anyc.scene(i)
+        assert caption == caption2 and scene.objects == other.objects
+        if named:
+            assert scene == other
+            continue
+        unnamed += 1
+        colours = {o.colour for o in scene.objects}
+        assert scene.background == next(c for c in ("white", "black", "red")
+                                         if c not in colours)
+        corner = plain[i].images[0][:, 0, 0]  # the corner pixel shows the background
+        want = torch.tensor(COLOURS[scene.background], dtype=torch.float32) / 127.5 - 1
+        assert torch.allclose(corner, want, atol=0.02)
+    assert 30 < unnamed < 90
+    two = ShapesDataset(split="train", length=1, image_sizes=(16,)).scene(0)[0]
+    assert plain_background(two, "red") in {"red", "white", "black"} - {
+        o.colour for o in two.objects}
+    with pytest.raises(ValueError, match="unnamed_background"):
+        ShapesDataset(split="train", length=3, unnamed_background="pink")
+
+
+def test_the_background_phrase_can_open_the_caption():
+    """`background_first`: that share of the captions that name the background say it first,
+    the rest worded as without it; contrast captions and `caption_for` follow suit."""
+    kw = dict(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
+              contrast=True)
+    data = ShapesDataset(background_first=1.0, **kw)
+    plain = ShapesDataset(**kw)
+    first = 0
+    for i in range(200):
+        scene, caption, _, named, negative = data._draw(i)
+        other = plain._draw(i)
+        assert other[0] == scene
+        if not named:
+            assert caption == other[1]
+            continue
+        first += 1
+        opening = f"on a {scene.background} background "
+        assert caption.replace("on an ", "on a ", 1).startswith(opening)
+        assert negative.split()[:2] in (["on", "a"], ["on", "an"]) and negative != caption
+        assert data.caption_for(i, scene) == caption
+    assert 50 < first < 150
+    with pytest.raises(ValueError, match="background_first"):
+        ShapesDataset(split="train", length=3, background_first=2.0)

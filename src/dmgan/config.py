@@ -147,6 +147,21 @@ class DataConfig:
     # twin 0.43 (chance 0.5); fine-tuned 4,000 steps with 0.8, 0.87 and 0.73
     # (bench/damsm_attributes.py; bench/README.md, recipe study)
     shapes_swap_share: float = 0.0
+    # built-in shapes data: the share of captions that leave the background out whose
+    # contrast caption is the same caption naming the background in an object's colour
+    # ("a red circle" -> "a red circle on a red background"): a picture painted all in the
+    # object's colour then fits the negative better than its own caption
+    shapes_background_negative: float = 0.0
+    # built-in shapes data: the background of the pictures whose caption leaves it out:
+    # "any" (any colour no object has, as in the captions that name it), or a colour name
+    # (that colour; white, else black, when an object has it), so "a red circle" names
+    # one picture, as "a red circle on a white background" does
+    shapes_unnamed_background: str = "any"
+    # built-in shapes data: the share of the captions that name the background whose
+    # background phrase opens the caption ("on a blue background a red circle on the
+    # left"); in the templates it mostly comes last, so that "the last colour word" names
+    # the background in 7 of 8 of them
+    shapes_background_first: float = 0.0
     # built-in shapes data: the share of training scenes with two objects (0.5; the held-out
     # captions of every evaluation keep 0.5)
     shapes_two_object_share: float = 0.5
@@ -223,6 +238,8 @@ def _is_pow2(n: int) -> bool:
 
 def validate(cfg: DMGANConfig) -> DMGANConfig:
     """Check every value a network or a loop relies on; raise ConfigError naming the field."""
+    from dmgan.data.shapes import COLOUR_NAMES
+
     t, g, d, tr = cfg.text, cfg.generator, cfg.discriminator, cfg.train
     checks = [
         (t.vocab_size >= 2, "text.vocab_size must be >= 2 (index 0 is padding)"),
@@ -274,6 +291,12 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (0.0 <= cfg.data.shapes_background_phrase <= 1.0,
          "data.shapes_background_phrase must be in [0, 1]"),
         (0.0 <= cfg.data.shapes_swap_share <= 1.0, "data.shapes_swap_share must be in [0, 1]"),
+        (0.0 <= cfg.data.shapes_background_negative <= 1.0,
+         "data.shapes_background_negative must be in [0, 1]"),
+        (0.0 <= cfg.data.shapes_background_first <= 1.0,
+         "data.shapes_background_first must be in [0, 1]"),
+        (cfg.data.shapes_unnamed_background in ("any", *COLOUR_NAMES),
+         f"data.shapes_unnamed_background must be 'any' or one of {', '.join(COLOUR_NAMES)}"),
         (0.0 <= cfg.data.shapes_two_object_share <= 1.0,
          "data.shapes_two_object_share must be in [0, 1]"),
         (cfg.damsm.image_encoder in ("inception", "cnn"),

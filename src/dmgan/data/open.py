@@ -29,6 +29,9 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
                              background_phrase=cfg.data.shapes_background_phrase,
                              contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives,
                              swap_share=cfg.data.shapes_swap_share,
+                             background_negative=cfg.data.shapes_background_negative,
+                             unnamed_background=cfg.data.shapes_unnamed_background,
+                             background_first=cfg.data.shapes_background_first,
                              two_object_share=cfg.data.shapes_two_object_share,
                              cache_images=cache_images)
     if not Path(data).exists():

@@ -130,13 +130,25 @@ def sample_scene(rng: np.random.Generator, max_objects: int = 2, two_share: floa
     return Scene(tuple(objects), backgrounds[rng.integers(len(backgrounds))])
 
 
-def describe(scene: Scene, rng: np.random.Generator, *, name_background: bool = True) -> str:
+def plain_background(scene: Scene, colour: str) -> str:
+    """`colour`, or the first of white, black and the other colours that no object has."""
+    used = {o.colour for o in scene.objects}
+    return next(c for c in (colour, "white", "black", *COLOUR_NAMES) if c not in used)
+
+
+def describe(scene: Scene, rng: np.random.Generator, *, name_background: bool = True,
+             background_first: bool = False) -> str:
+    """The scene in words; `background_first`: "on a BG background" opens the caption, the
+    rest worded as a caption without it (only when `name_background`)."""
     def pick(key: str) -> str:
         options = _SYN.get(key, (key,))
         return options[rng.integers(len(options))]
 
     o = scene.objects
-    text = _fill(scene, o, pick, rng, name_background)
+    first = name_background and background_first
+    text = _fill(scene, o, pick, rng, name_background and not first)
+    if first:
+        text = f"on a {scene.background} background {text}"
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
@@ -183,7 +195,8 @@ def traded(scene: Scene, attribute: str) -> Scene:
                   replace(b, **{attribute: getattr(a, attribute)})), scene.background)
 
 
-def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0) -> Scene:
+def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0,
+                   background: bool = True) -> Scene:
     """The scene with one thing changed: an object's shape, colour, size or position, the
     background, or (two objects) their colours or shapes swapped. Its caption is a hard
     negative: it differs from the true one in a word or two.
@@ -192,14 +205,16 @@ def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float 
     the other objects: half the two objects trading places, half trading colours (places
     when they share a colour). These are the negatives that teach which object is where
     and has which colour. 0 draws the change uniformly among all kinds (and no extra
-    random number)."""
+    random number).
+    background: whether the caption names the background; when it does not, the background
+    is never the one thing changed (the contrast caption would be the true one)."""
     objs = list(scene.objects)
     if len(objs) == 2 and swap_share > 0 and rng.random() < swap_share:
         colours = objs[0].colour != objs[1].colour and rng.random() < 0.5
         return traded(scene, "colour" if colours else "position")
     k = int(rng.integers(len(objs)))
     o = objs[k]
-    kinds = ["shape", "colour", "size", "position", "background"]
+    kinds = ["shape", "colour", "size", "position"] + (["background"] if background else [])
     if len(objs) == 2:
         kinds += ["swap_colour", "swap_shape"] if (objs[0].colour != objs[1].colour
                                                    or objs[0].shape != objs[1].shape) else []
@@ -259,6 +274,9 @@ class ShapesDataset(Dataset):
         background_phrase: float = 1.0,
         contrast: bool = False,
         swap_share: float = 0.0,
+        background_negative: float = 0.0,
+        unnamed_background: str = "any",
+        background_first: float = 0.0,
         two_object_share: float = 0.5,
         cache_images: bool = False,
     ):
@@ -267,6 +285,13 @@ class ShapesDataset(Dataset):
         contrast: every sample also carries a contrast caption (`contrast_scene`), worded
         like its own caption, as a hard negative; `swap_share` of the two-object ones trade
         the objects' colours or places (see `contrast_scene`).
+        background_negative: the share of captions that leave the background out whose
+        contrast caption names it, in the colour of one of the scene's objects.
+        unnamed_background: the background of the pictures whose caption leaves it out:
+        "any" (drawn like the others), or a colour name (that colour, or white, else black,
+        when an object has it; `plain_background`).
+        background_first: the share of the captions that name the background whose
+        background phrase opens the caption ("on a blue background a red circle ...").
         two_object_share: the share of scenes with two objects (0.5: the held-out captions
         every evaluation reads).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
@@ -277,11 +302,19 @@ class ShapesDataset(Dataset):
         self.split, self.length, self.seed = split, length, seed
         self.image_sizes, self.max_words, self.max_objects = tuple(image_sizes), max_words, max_objects
         for name, share in (("background_phrase", background_phrase),
-                            ("swap_share", swap_share), ("two_object_share", two_object_share)):
+                            ("swap_share", swap_share),
+                            ("background_negative", background_negative),
+                            ("background_first", background_first),
+                            ("two_object_share", two_object_share)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
         self.background_phrase, self.two_object_share = background_phrase, two_object_share
         self.contrast, self.swap_share = contrast, swap_share
+        self.background_negative = background_negative
+        if unnamed_background != "any" and unnamed_background not in COLOURS:
+            raise ValueError(f"unnamed_background must be 'any' or a colour name, got "
+                             f"{unnamed_background!r}")
+        self.unnamed_background, self.background_first = unnamed_background, background_first
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -300,30 +333,38 @@ class ShapesDataset(Dataset):
         scene, caption, rng, named, _ = self._draw(index)
         return scene, caption, rng, named
 
-    def _start(self, index: int) -> tuple[np.random.Generator, Scene, bool]:
-        """The sample's generator (the wording draws come next), its scene, and whether its
-        caption names the background."""
+    def _start(self, index: int) -> tuple[np.random.Generator, Scene, bool, bool]:
+        """The sample's generator (the wording draws come next), its scene, whether its
+        caption names the background, and whether that phrase opens the caption."""
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
         scene = sample_scene(rng, self.max_objects, self.two_object_share)
         named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
-        return rng, scene, named
+        if not named and self.unnamed_background != "any":
+            scene = replace(scene, background=plain_background(scene, self.unnamed_background))
+        first = named and self.background_first > 0 and rng.random() < self.background_first
+        return rng, scene, named, first
 
     def _draw(self, index: int):
-        rng, scene, named = self._start(index)
+        rng, scene, named, first = self._start(index)
         wording = copy.deepcopy(rng)  # the contrast caption reuses the same wording draws
-        caption = describe(scene, rng, name_background=named)
+        caption = describe(scene, rng, name_background=named, background_first=first)
         negative = None
         if self.contrast:
             pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
-            negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share), wording,
-                                name_background=named)
+            if not named and self.background_negative > 0 and pick.random() < self.background_negative:
+                shade = scene.objects[int(pick.integers(len(scene.objects)))].colour
+                negative = re.sub(r"\ba (?=[aeiou])", "an ", f"{caption} on a {shade} background")
+            else:
+                negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share,
+                                                   background=named), wording,
+                                    name_background=named, background_first=first)
         return scene, caption, rng, named, negative
 
     def caption_for(self, index: int, scene: Scene) -> str:
         """The caption sample `index` would have if its scene were `scene`: the same wording
         draws (synonyms, template, whether the background is named), other content."""
-        rng, _, named = self._start(index)
-        return describe(scene, rng, name_background=named)
+        rng, _, named, first = self._start(index)
+        return describe(scene, rng, name_background=named, background_first=first)
 
     def _images(self, index: int, scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
         """The sample's images (uint8, H x W x 3) at every size, drawn or from the cache."""
