@@ -149,6 +149,10 @@ def describe(scene: Scene, rng: np.random.Generator, *, name_background: bool = 
     text = _fill(scene, o, pick, rng, name_background and not first)
     if first:
         text = f"on a {scene.background} background {text}"
+    return _articles(text)
+
+
+def _articles(text: str) -> str:
     return re.sub(r"\ba (?=[aeiou])", "an ", text)
 
 
@@ -353,7 +357,7 @@ class ShapesDataset(Dataset):
             pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
             if not named and self.background_negative > 0 and pick.random() < self.background_negative:
                 shade = scene.objects[int(pick.integers(len(scene.objects)))].colour
-                negative = re.sub(r"\ba (?=[aeiou])", "an ", f"{caption} on a {shade} background")
+                negative = _articles(f"{caption} on a {shade} background")
             else:
                 negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share,
                                                    background=named), wording,
