@@ -13,6 +13,12 @@ word options on.
     python bench/warm_match.py runs/words-ft/best.pt runs/dwarm.pt --steps 5000
     dmgan train --preset shapes --data shapes --damsm DAMSM --init-from runs/dwarm.pt \\
         --set discriminator.word_match=true --set discriminator.word_context=1 ...
+
+Given a DAMSM checkpoint instead (`dmgan pretrain-damsm`), the Ds are new and learn whole
+(conv features too) on the real images, with that DAMSM's text encoder reading the
+captions: a critic for `--critic` that needs no GAN run before it.
+
+    python bench/warm_match.py runs/damsm/damsm.pt runs/critic.pt --steps 3000 --more
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from dataclasses import replace
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a shapes training checkpoint (it has the Ds)")
+    p.add_argument("checkpoint", help="a shapes training checkpoint (its Ds are taught), or "
+                                      "a DAMSM checkpoint (new Ds learn from scratch)")
     p.add_argument("out", help="the training checkpoint to write")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--context", type=int, default=1, help="discriminator.word_context layers")
@@ -46,16 +53,19 @@ def main() -> None:
     from PIL import Image
 
     from dmgan import DMGAN
-    from dmgan.checkpoint import load_checkpoint
+    from dmgan.checkpoint import load_checkpoint, save_checkpoint
     from dmgan.data.shapes import ShapesDataset, contrast_scene, render, traded
     from dmgan.data.transforms import to_tensor
     from dmgan.data.vocab import tokenize
     from dmgan.fileio import atomic_write
     from dmgan.models import build_discriminators
+    from dmgan.train.damsm import load_damsm
 
     torch.manual_seed(0)
-    te = DMGAN.from_checkpoint(args.checkpoint).text_encoder.eval()
     cfg, payload = load_checkpoint(args.checkpoint)
+    fresh = payload.get("kind") == "damsm"
+    te = (load_damsm(args.checkpoint, cfg)[0] if fresh
+          else DMGAN.from_checkpoint(args.checkpoint).text_encoder.eval())
     sizes = cfg.generator.image_sizes
 
     def pool(split: str, n: int):
@@ -104,32 +114,46 @@ def main() -> None:
     words_cfg = replace(cfg, discriminator=replace(cfg.discriminator, word_match=True,
                                                    word_context=args.context))
     ds = build_discriminators(words_cfg)
-    for k, d in enumerate(ds):  # the trained D, its new word reading as built (adds nothing)
-        state = d.state_dict()
-        state.update(payload["networks"][f"discriminator{k}"])
-        d.load_state_dict(state)
+    if not fresh:
+        for k, d in enumerate(ds):  # the trained D, its new word reading as built (adds nothing)
+            state = d.state_dict()
+            state.update(payload["networks"][f"discriminator{k}"])
+            d.load_state_dict(state)
+
+    @torch.no_grad()
     def features(images):
         if images is None:
             return None
-        with torch.no_grad():
-            return [torch.cat([d(x[i:i + 200]) for i in range(0, len(x), 200)])
-                    for d, x in zip(ds, images, strict=True)]
+        return [torch.cat([d(x[i:i + 200]) for i in range(0, len(x), 200)])
+                for d, x in zip(ds, images, strict=True)]
 
-    feats = [features(train_images), features(test_images)]
-    doubled_feats = [features(train_doubled), features(test_doubled)]
-    params = [q for d in ds for name, q in d.named_parameters()
-              if name.startswith(("word_", "cond_"))]
+    pools = [x for x in (train_images, train_doubled) if x is not None]
+    if fresh:  # the conv features learn too: computed per step, in training mode
+        feats = [[lambda idx, d=d, x=x: d(x[idx]) for d, x in zip(ds, pool_, strict=True)]
+                 for pool_ in pools]
+        params = [q for d in ds for q in d.parameters()]
+    else:  # fixed: computed once
+        feats = [[lambda idx, f=f: f[idx] for f in features(pool_)] for pool_ in pools]
+        fixed_test = features(test_images), features(test_doubled)
+        params = [q for d in ds for name, q in d.named_parameters()
+                  if name.startswith(("word_", "cond_"))]
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.5, 0.999))
 
     @torch.no_grad()
     def held_out():
+        if fresh:  # as the critic will judge: batch norm with its running statistics
+            ds.eval()
+            test_feats, test_doubled_feats = features(test_images), features(test_doubled)
+            ds.train()
+        else:
+            test_feats, test_doubled_feats = fixed_test
         texts = [encode([c[j] for c in test_caps]) for j in range(3)]
         rows = []
-        for k, (d, f) in enumerate(zip(ds, feats[1], strict=True)):
+        for k, (d, f) in enumerate(zip(ds, test_feats, strict=True)):
             logits = [d.cond_logits(f, t.sentence, t.words, t.mask) for t in texts]
             row = [(logits[0] > logits[1]).float().mean(), (logits[0] > logits[2]).float().mean()]
             if args.more:
-                twice = d.cond_logits(doubled_feats[1][k], texts[0].sentence, texts[0].words,
+                twice = d.cond_logits(test_doubled_feats[k], texts[0].sentence, texts[0].words,
                                       texts[0].mask)
                 row.append((logits[0] > twice).float().mean())
             rows.append(tuple(round(float(x), 3) for x in
@@ -142,9 +166,10 @@ def main() -> None:
         texts = [encode([train_caps[i][j] for i in idx]) for j in range(len(train_caps[0]))]
         loss = 0.0
         for k, (d, f) in enumerate(zip(ds, feats[0], strict=True)):
-            logits = [d.cond_logits(f[idx], t.sentence, t.words, t.mask) for t in texts]
+            own = f(idx)
+            logits = [d.cond_logits(own, t.sentence, t.words, t.mask) for t in texts]
             if args.more:  # the true caption on the image with an object doubled
-                logits.append(d.cond_logits(doubled_feats[0][k][idx], texts[0].sentence,
+                logits.append(d.cond_logits(feats[1][k](idx), texts[0].sentence,
                                             texts[0].words, texts[0].mask))
             # the true pair weighs as much as all the negatives together
             loss = loss + F.binary_cross_entropy_with_logits(logits[0], torch.ones_like(logits[0]))
@@ -157,15 +182,20 @@ def main() -> None:
         if step % 500 == 0:
             print(f"step {step} loss {loss.item():.3f} {held_out()} "
                   f"{time.time() - start:.0f} s", flush=True)
-    nets = dict(payload["networks"])
-    for k, d in enumerate(ds):
-        nets[f"discriminator{k}"] = d.state_dict()
-    config = dict(payload["config"])
-    config["discriminator"] = {**config["discriminator"], "word_match": True,
-                               "word_context": args.context}
-    # the Ds' optimizer states belong to other parameters now: a fine-tune starts new ones
-    out = {**payload, "networks": nets, "config": config, "optimizers": {}}
-    atomic_write(args.out, lambda f: torch.save(out, f))
+    if fresh:  # the Ds alone: a critic, not a run to fine-tune
+        save_checkpoint(args.out, config=words_cfg,
+                        networks={f"discriminator{k}": d for k, d in enumerate(ds)},
+                        kind="critic", damsm=str(args.checkpoint))
+    else:
+        nets = dict(payload["networks"])
+        for k, d in enumerate(ds):
+            nets[f"discriminator{k}"] = d.state_dict()
+        config = dict(payload["config"])
+        config["discriminator"] = {**config["discriminator"], "word_match": True,
+                                   "word_context": args.context}
+        # the Ds' optimizer states belong to other parameters now: a fine-tune starts new ones
+        out = {**payload, "networks": nets, "config": config, "optimizers": {}}
+        atomic_write(args.out, lambda f: torch.save(out, f))
     print("wrote", args.out)
 
 

@@ -463,6 +463,27 @@ def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
                         critic=plain.last_checkpoint))
 
 
+def test_a_critic_taught_from_a_damsm_alone_judges_a_run(tmp_path, damsm):
+    """bench/warm_match.py given a DAMSM (no GAN run before it): new word-reading Ds learn
+    on real images, and the file they are saved in is a critic `train --critic` takes."""
+    from dmgan.config import override
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "warm_match.py"
+    critic = tmp_path / "critic.pt"
+    res = subprocess.run([sys.executable, str(script), str(damsm), str(critic), "--steps", "2",
+                          "--batch", "4", "--train-samples", "40", "--more"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg, payload = load_checkpoint(critic)
+    assert payload["kind"] == "critic" and cfg.discriminator.word_match
+    assert sorted(payload["networks"]) == [f"discriminator{k}"
+                                           for k in range(len(cfg.generator.image_sizes))]
+    run = train_gan(override(tiny_config(), ["loss.g_contrast_weight=2"]),
+                    _opts(tmp_path / "judged", damsm, max_steps=2, critic=critic))
+    records = [json.loads(x) for x in (tmp_path / "judged" / "log.jsonl").read_text().splitlines()]
+    assert run.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
+
+
 def test_hard_negatives_pick_the_closest_other_class_and_train(tmp_path, damsm):
     from dmgan.config import override
     from dmgan.losses.adversarial import hardest_other
