@@ -127,14 +127,15 @@ def main() -> None:
         return [torch.cat([d(x[i:i + 200]) for i in range(0, len(x), 200)])
                 for d, x in zip(ds, images, strict=True)]
 
-    pools = [x for x in (train_images, train_doubled) if x is not None]
     if fresh:  # the conv features learn too: computed per step, in training mode
         feats = [[lambda idx, d=d, x=x: d(x[idx]) for d, x in zip(ds, pool_, strict=True)]
-                 for pool_ in pools]
+                 for pool_ in (train_images, train_doubled) if pool_ is not None]
         params = [q for d in ds for q in d.parameters()]
-    else:  # fixed: computed once
-        feats = [[lambda idx, f=f: f[idx] for f in features(pool_)] for pool_ in pools]
-        fixed_test = features(test_images), features(test_doubled)
+    else:  # fixed: computed once (in this order, which the batch-norm statistics keep)
+        train_f, test_f = features(train_images), features(test_images)
+        doubled_f, fixed_test = features(train_doubled), (test_f, features(test_doubled))
+        feats = [[lambda idx, f=f: f[idx] for f in pool_]
+                 for pool_ in (train_f, doubled_f) if pool_ is not None]
         params = [q for d in ds for name, q in d.named_parameters()
                   if name.startswith(("word_", "cond_"))]
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.5, 0.999))
