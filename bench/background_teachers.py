@@ -13,7 +13,7 @@ the run's EMA generator's. Per kind, the mean of:
   captions as negatives; lower is better).
 
     python bench/background_teachers.py RUN/ckpt.pt --critic runs/dwarm2.pt \\
-        --damsm runs/damsm-bind/damsm.pt [--n 400]
+        --damsm runs/damsm-bind/damsm.pt [--n 400] [--unnamed-background white]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=400, help="held-out samples drawn (the "
                    "one-object ones are used)")
     p.add_argument("--contrasts", type=int, default=4, help="contrast captions per picture")
+    p.add_argument("--unnamed-background", default="any",
+                   help="the real pictures' background (the run's "
+                        "data.shapes_unnamed_background)")
     args = p.parse_args()
 
     from dataclasses import replace
@@ -61,7 +64,7 @@ def main() -> None:
     damsm_text, damsm_image, _ = load_damsm(args.damsm, cfg)
     sizes = cfg.generator.image_sizes
     data = ShapesDataset(split="test", length=args.n, image_sizes=sizes, max_words=30, seed=0,
-                         background_phrase=0.0)
+                         background_phrase=0.0, unnamed_background=args.unnamed_background)
     rng = np.random.default_rng(0)
     captions, negatives, real, hidden = [], [], [], []
     for i in range(args.n):

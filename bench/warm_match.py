@@ -19,6 +19,13 @@ Given a DAMSM checkpoint instead (`dmgan pretrain-damsm`), the Ds are new and le
 captions: a critic for `--critic` that needs no GAN run before it.
 
     python bench/warm_match.py runs/damsm/damsm.pt runs/critic.pt --steps 3000 --more
+
+`--critic CRITIC` (with a DAMSM) goes on teaching a critic written before.
+`--one-object` (with `--more`) also teaches one-object images: three captions with one
+thing changed as negatives, and the true caption on the picture with the object hidden
+(the background in its colour). With the run's caption options (`--background-phrase`,
+`--unnamed-background`, `--background-first`) the critic sees the captions G is judged on,
+those that leave the background out too.
 """
 
 from __future__ import annotations
@@ -39,13 +46,27 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=48)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--train-samples", type=int, default=12000,
-                   help="training-split samples drawn (the two-object ones are used)")
+                   help="training-split samples drawn (the two-object ones are used; with "
+                        "--one-object, all)")
     p.add_argument("--background-phrase", type=float, default=1.0,
                    help="the share of captions that name the background (the bundled "
                         "model's critic: 1.0, every one)")
+    p.add_argument("--unnamed-background", default="any",
+                   help="the background of pictures whose caption leaves it out (the run's "
+                        "data.shapes_unnamed_background)")
+    p.add_argument("--background-first", type=float, default=0.0,
+                   help="the share of background-naming captions that open with it (the "
+                        "run's data.shapes_background_first)")
     p.add_argument("--more", action="store_true",
                    help="also one-thing contrast captions and images with an object doubled")
+    p.add_argument("--one-object", action="store_true",
+                   help="also one-object images (needs --more): one-thing contrast captions "
+                        "and the object hidden")
+    p.add_argument("--critic", help="with a DAMSM checkpoint: start the Ds from this critic "
+                                    "(written by this script) rather than new")
     args = p.parse_args()
+    if args.one_object and not args.more:
+        p.error("--one-object needs --more")
 
     import numpy as np
     import torch
@@ -64,40 +85,53 @@ def main() -> None:
     torch.manual_seed(0)
     cfg, payload = load_checkpoint(args.checkpoint)
     fresh = payload.get("kind") == "damsm"
+    if args.critic is not None and not fresh:
+        p.error("--critic goes with a DAMSM checkpoint")
     te = (load_damsm(args.checkpoint, cfg)[0] if fresh
           else DMGAN.from_checkpoint(args.checkpoint).text_encoder.eval())
     sizes = cfg.generator.image_sizes
 
     def pool(split: str, n: int):
-        """Real images at every stage size and, per image, the token ids of its caption,
-        the places-traded and the colours-traded captions."""
+        """Real images at every stage size; per image, the token ids of its caption and of
+        the negatives (two objects: places traded, colours traded[, one thing changed]; one
+        object: three with one thing changed); with --more, the second picture (an object
+        drawn twice, or the one object hidden); and each image's object count."""
         data = ShapesDataset(split=split, length=n, image_sizes=sizes, max_words=30, seed=0,
-                             background_phrase=args.background_phrase)
-        images, doubled, captions = [[] for _ in sizes], [[] for _ in sizes], []
+                             background_phrase=args.background_phrase,
+                             unnamed_background=args.unnamed_background,
+                             background_first=args.background_first)
+        images, second, captions, counts = [[] for _ in sizes], [[] for _ in sizes], [], []
         rng = np.random.default_rng([0, len(split)])
         for i in range(n):
-            scene, caption = data.scene(i)[:2]
-            if len(scene.objects) != 2:
-                continue
-            twins = [traded(scene, a) for a in ("position", "colour")]
-            if any(t == scene for t in twins):
+            scene, caption, _, named = data.scene(i)
+            if len(scene.objects) == 2:
+                twins = [traded(scene, a) for a in ("position", "colour")]
+                if any(t == scene for t in twins):
+                    continue
+                if args.more:
+                    twins.append(contrast_scene(scene, rng, background=named))
+                    a, b = scene.objects
+                    keep = (a, b)[int(rng.integers(2))]  # drawn at both places
+                    other = replace(scene, objects=tuple(replace(keep, position=o.position)
+                                                         for o in (a, b)))
+            elif args.one_object:
+                twins = [contrast_scene(scene, rng, background=named) for _ in range(3)]
+                other = replace(scene, background=scene.objects[0].colour)
+            else:
                 continue
             if args.more:
-                twins.append(contrast_scene(scene, rng))
-                a, b = scene.objects
-                keep = (a, b)[int(rng.integers(2))]  # drawn at both places
-                twice = replace(scene, objects=tuple(replace(keep, position=o.position)
-                                                     for o in (a, b)))
-                big = render(twice, sizes[-1], rng)
+                big = render(other, sizes[-1], rng)
                 for k, s in enumerate(sizes):
-                    doubled[k].append(to_tensor(np.asarray(
+                    second[k].append(to_tensor(np.asarray(
                         big if s == sizes[-1] else big.resize((s, s), Image.BILINEAR))))
             captions.append([data.vocab.encode_tokens(tokenize(c)).ids
                              for c in [caption] + [data.caption_for(i, t) for t in twins]])
+            counts.append(len(scene.objects))
             for k, image in enumerate(data[i].images):
                 images[k].append(image)
         stack = [torch.stack(x) for x in images]
-        return stack, [torch.stack(x) for x in doubled] if args.more else None, captions
+        return (stack, [torch.stack(x) for x in second] if args.more else None, captions,
+                torch.tensor(counts))
 
     def encode(rows):
         caps = torch.zeros(len(rows), max(map(len, rows)), dtype=torch.long)
@@ -107,10 +141,10 @@ def main() -> None:
             return te(caps, torch.tensor([len(r) for r in rows]))
 
     start = time.time()
-    train_images, train_doubled, train_caps = pool("train", args.train_samples)
-    test_images, test_doubled, test_caps = pool("test", 800)
-    print(f"{len(train_caps)} training and {len(test_caps)} held-out two-object images",
-          flush=True)
+    train_images, train_doubled, train_caps, _ = pool("train", args.train_samples)
+    test_images, test_doubled, test_caps, test_counts = pool("test", 800)
+    print(f"{len(train_caps)} training and {len(test_caps)} held-out images "
+          f"({int((test_counts == 1).sum())} of them with one object)", flush=True)
     words_cfg = replace(cfg, discriminator=replace(cfg.discriminator, word_match=True,
                                                    word_context=args.context))
     ds = build_discriminators(words_cfg)
@@ -119,6 +153,12 @@ def main() -> None:
             state = d.state_dict()
             state.update(payload["networks"][f"discriminator{k}"])
             d.load_state_dict(state)
+    elif args.critic is not None:  # teaching goes on from a critic this script wrote
+        critic_cfg, critic = load_checkpoint(args.critic)
+        if critic.get("kind") != "critic" or critic_cfg.discriminator != words_cfg.discriminator:
+            raise SystemExit(f"--critic {args.critic}: not a critic with these Ds' settings")
+        for k, d in enumerate(ds):
+            d.load_state_dict(critic["networks"][f"discriminator{k}"])
 
     @torch.no_grad()
     def features(images):
@@ -148,17 +188,26 @@ def main() -> None:
             ds.train()
         else:
             test_feats, test_doubled_feats = fixed_test
-        texts = [encode([c[j] for c in test_caps]) for j in range(3)]
+        columns = len(test_caps[0]) if args.one_object else 3
+        texts = [encode([c[j] for c in test_caps]) for j in range(columns)]
+        two, one = test_counts == 2, test_counts == 1
         rows = []
         for k, (d, f) in enumerate(zip(ds, test_feats, strict=True)):
             logits = [d.cond_logits(f, t.sentence, t.words, t.mask) for t in texts]
-            row = [(logits[0] > logits[1]).float().mean(), (logits[0] > logits[2]).float().mean()]
             if args.more:
                 twice = d.cond_logits(test_doubled_feats[k], texts[0].sentence, texts[0].words,
                                       texts[0].mask)
-                row.append((logits[0] > twice).float().mean())
+            row = [(logits[0] > logits[1])[two].float().mean(),
+                   (logits[0] > logits[2])[two].float().mean()]
+            if args.more:
+                row.append((logits[0] > twice)[two].float().mean())
             rows.append(tuple(round(float(x), 3) for x in
-                              (*row, torch.sigmoid(logits[0]).mean())))
+                              (*row, torch.sigmoid(logits[0][two]).mean())))
+            if args.one_object:  # (one thing changed, object hidden, mean match probability)
+                changed = torch.stack([logits[0] > x for x in logits[1:]]).float()
+                rows.append(tuple(round(float(x), 3) for x in (
+                    changed[:, one].mean(), (logits[0] > twice)[one].float().mean(),
+                    torch.sigmoid(logits[0][one]).mean())))
         return rows
 
     print("step 0", held_out(), flush=True)
@@ -169,7 +218,7 @@ def main() -> None:
         for k, (d, f) in enumerate(zip(ds, feats[0], strict=True)):
             own = f(idx)
             logits = [d.cond_logits(own, t.sentence, t.words, t.mask) for t in texts]
-            if args.more:  # the true caption on the image with an object doubled
+            if args.more:  # the true caption on the second picture (doubled / hidden)
                 logits.append(d.cond_logits(feats[1][k](idx), texts[0].sentence,
                                             texts[0].words, texts[0].mask))
             # the true pair weighs as much as all the negatives together

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -465,15 +466,37 @@ def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
 
 def test_a_critic_taught_from_a_damsm_alone_judges_a_run(tmp_path, damsm):
     """bench/warm_match.py given a DAMSM (no GAN run before it): new word-reading Ds learn
-    on real images, and the file they are saved in is a critic `train --critic` takes."""
+    on real images (one-object ones too, with the run's caption options), and the file they
+    are saved in is a critic `train --critic` takes."""
+    import ast
+
     from dmgan.config import override
 
     script = Path(__file__).resolve().parents[1] / "bench" / "warm_match.py"
     critic = tmp_path / "critic.pt"
-    res = subprocess.run([sys.executable, str(script), str(damsm), str(critic), "--steps", "2",
-                          "--batch", "4", "--train-samples", "40", "--more"],
+    base = [sys.executable, str(script), str(damsm), str(critic), "--steps", "2", "--batch", "4",
+            "--train-samples", "40", "--one-object"]
+    res = subprocess.run(base, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 2 and "--one-object needs --more" in res.stderr
+    res = subprocess.run(base + ["--more", "--background-phrase", "0.5", "--unnamed-background",
+                                 "white", "--background-first", "0.5"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
+    one = int(re.search(r"\((\d+) of them with one object\)", res.stdout).group(1))
+    assert one > 0
+    # per D: two-object preferences (places, colours, doubled, p), then one-object ones
+    # (one thing changed, hidden, p)
+    rows = ast.literal_eval(re.search(r"^step 0 (.*)$", res.stdout, re.M).group(1))
+    assert [len(r) for r in rows] == [4, 3] * len(tiny_config().generator.image_sizes)
+    assert all(0.0 <= x <= 1.0 for r in rows for x in r)
+    # teaching goes on from that critic; a file that is not one is refused
+    more = subprocess.run([*base[:3], str(tmp_path / "more.pt"), *base[4:], "--more",
+                           "--critic", str(critic)], capture_output=True, text=True, timeout=600)
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert load_checkpoint(tmp_path / "more.pt")[1]["kind"] == "critic"
+    bad = subprocess.run([*base, "--more", "--critic", str(damsm)], capture_output=True,
+                         text=True, timeout=600)
+    assert bad.returncode != 0 and "not a critic" in bad.stderr
     cfg, payload = load_checkpoint(critic)
     assert payload["kind"] == "critic" and cfg.discriminator.word_match
     assert sorted(payload["networks"]) == [f"discriminator{k}"

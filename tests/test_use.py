@@ -59,6 +59,27 @@ def test_unknown_words_and_no_known_word(pipe):
         pipe("   ")
 
 
+def test_a_caption_without_the_background_is_warned_about_on_models_that_hide_it(pipe):
+    """Shapes models trained with every background phrase last draw a caption that leaves
+    the background out with the background in an object's colour: the caption is drawn, and
+    the user told to name the background; models trained otherwise say nothing."""
+    from dmgan.config import override
+    from dmgan.pipeline import hides_unnamed_background
+
+    assert pipe.hides_unnamed_background
+    with pytest.warns(UserWarning, match="name the background"):
+        out = pipe("a red circle")
+    assert len(out.images) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pipe("a red circle on a white background")
+        first = override(preset("shapes"), ["data.shapes_background_first=0.5"])
+        other = DMGANPipeline(DMGAN(first, vocab=vocabulary().words), vocabulary())
+        assert not other.hides_unnamed_background
+        other("a red circle")
+    assert not hides_unnamed_background(preset("bird"), vocabulary())  # not a shapes model
+
+
 def test_explanation_tensors(pipe):
     out = pipe("a large red circle on a blue background", explain=True)
     t = len(out.words[0])
