@@ -156,7 +156,7 @@ def main() -> None:
     elif args.critic is not None:  # teaching goes on from a critic this script wrote
         critic_cfg, critic = load_checkpoint(args.critic)
         if critic.get("kind") != "critic" or critic_cfg.discriminator != words_cfg.discriminator:
-            raise SystemExit(f"--critic {args.critic}: not a critic with these Ds' settings")
+            p.error(f"--critic {args.critic}: not a critic with these Ds' settings")
         for k, d in enumerate(ds):
             d.load_state_dict(critic["networks"][f"discriminator{k}"])
 
@@ -194,12 +194,11 @@ def main() -> None:
         rows = []
         for k, (d, f) in enumerate(zip(ds, test_feats, strict=True)):
             logits = [d.cond_logits(f, t.sentence, t.words, t.mask) for t in texts]
-            if args.more:
-                twice = d.cond_logits(test_doubled_feats[k], texts[0].sentence, texts[0].words,
-                                      texts[0].mask)
             row = [(logits[0] > logits[1])[two].float().mean(),
                    (logits[0] > logits[2])[two].float().mean()]
             if args.more:
+                twice = d.cond_logits(test_doubled_feats[k], texts[0].sentence, texts[0].words,
+                                      texts[0].mask)
                 row.append((logits[0] > twice)[two].float().mean())
             rows.append(tuple(round(float(x), 3) for x in
                               (*row, torch.sigmoid(logits[0][two]).mean())))
