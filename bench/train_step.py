@@ -5,6 +5,7 @@ FLOP rate against a measured conv peak (model FLOP utilisation).
     python bench/train_step.py --preset bird --batch 10 --repeats 3
     python bench/train_step.py --preset bird --batch 10 --layout contiguous
     python bench/train_step.py --preset shapes --batch 32 --repeats 10
+    python bench/train_step.py --preset shapes --batch 32 --set generator.num_stages=2
     python bench/train_step.py --device cuda --amp bf16 --compile --batch 64   # on a GPU
     python bench/train_step.py --device cuda --preset shapes --batch 32 --cuda-graphs
 
@@ -42,11 +43,14 @@ def main() -> None:
     p.add_argument("--cuda-graphs", action="store_true",
                    help="replay the D and G updates as a recorded CUDA graph (train --cuda-graphs)")
     p.add_argument("--peak-tflops", type=float, help="peak to report utilisation against")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="change a preset field, as `dmgan train --set` does (repeatable)")
     p.add_argument("--profile", type=int, default=0, metavar="N",
                    help="after timing, profile one step and print the top N operators")
     args = p.parse_args()
 
     from dmgan import build_discriminators, build_generator, preset
+    from dmgan.config import override
     from dmgan.device import configure_allocator
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.gan import EMA, GANParts, train_step
@@ -56,7 +60,7 @@ def main() -> None:
     configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    cfg = preset(args.preset)
+    cfg = override(preset(args.preset), args.set)
     fmt = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
     g = build_generator(cfg).to(dev, memory_format=fmt).train()
     ds = build_discriminators(cfg).to(dev, memory_format=fmt).train()
@@ -106,7 +110,7 @@ def main() -> None:
         key = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
     print(json.dumps({
-        "bench": "train_step", "preset": args.preset, "batch": b, "layout": args.layout,
+        "bench": "train_step", "preset": args.preset, "set": args.set, "batch": b, "layout": args.layout,
         "device": str(dev), "amp": args.amp, "compile": args.compile,
         "cuda_graphs": args.cuda_graphs, "steps_per_s": round(1 / med, 2),
         "threads": torch.get_num_threads(), "repeats": args.repeats, "median_s": round(med, 3),

@@ -204,6 +204,9 @@ CASES += [
         (["eval", "--images", "{d}/imgs"], ("--folds", "0"), "--folds"),
         (["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/dm"],
          ("--target-r1", "0"), "--target-r1"),
+        (["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/dm"],
+         ("--target-contrast", "1.5"), "--target-contrast"),
+        (["demo"], ("--preset", "bird"), "--preset"),
     ]
 ]
 

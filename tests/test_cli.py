@@ -167,6 +167,7 @@ def test_readme_bundled_model_commands_parse_and_chain():
     parse = build_parser().parse_args
     assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
     d = parse(demo[2:])
+    assert d.preset == "shapes"  # the 64 px networks, not the demo's default
     m = parse(damsm[1:])
     assert m.command == "pretrain-damsm" and m.preset == "shapes"
     assert m.init_from == f"{d.out}/damsm/damsm.pt"

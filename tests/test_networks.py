@@ -51,6 +51,27 @@ def test_batched_words_loss_equals_loop(with_classes):
     assert [a.shape[1] for a in got.attention] == lengths.tolist()
 
 
+def test_words_loss_sees_no_difference_between_a_region_grid_and_its_upsampled_copy():
+    """Why the small DAMSM encoder keeps 4 x 4 regions of a 32 px input rather than an
+    8 x 8 copy of them: the word attention's context, and so the loss, are the same, at a
+    quarter of the cost."""
+    from dmgan.nn.image_encoder import SmallImageEncoder
+
+    torch.manual_seed(0)
+    b, d, t = 5, 8, 6
+    regions, words = torch.randn(b, d, 4, 4), torch.randn(b, d, t)
+    lengths = torch.tensor([6, 2, 4, 6, 3])
+    small = words_loss(regions, words, lengths, gamma1=4.0, gamma2=5.0, gamma3=10.0)
+    copy = words_loss(regions.repeat_interleave(2, 2).repeat_interleave(2, 3), words, lengths,
+                      gamma1=4.0, gamma2=5.0, gamma3=10.0)
+    torch.testing.assert_close(small.loss0, copy.loss0)
+    torch.testing.assert_close(small.loss1, copy.loss1)
+    enc = SmallImageEncoder(embed_dim=d, width=4, image_size=32).eval()
+    assert enc(torch.rand(2, 3, 32, 32))[0].shape == (2, d, 4, 4)
+    assert enc(torch.rand(2, 3, 64, 64))[0].shape == (2, d, 4, 4)  # resized to 32 first
+    assert SmallImageEncoder(embed_dim=d, width=4)(torch.rand(2, 3, 64, 64))[0].shape == (2, d, 8, 8)
+
+
 def test_released_mask_interleaves_rows_and_exact_mask_does_not():
     mask = torch.tensor([[0, 0, 0], [0, 0, 1], [0, 1, 1]], dtype=torch.bool)
     rows = released_row_mask(mask, num_pixels=4)  # (B, T, Q)

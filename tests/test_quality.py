@@ -208,7 +208,7 @@ def test_a_demo_report_at_chance_says_so(tmp_path):
     from dmgan.pipeline import DMGANPipeline
 
     out = DMGANPipeline.from_pretrained(tmp_path / "demo" / "model.pt")("a red circle", seed=1)
-    assert out.images[0].size == (64, 64)
+    assert out.images[0].size == (32, 32)  # the demo's preset, shapes32
 
 
 def test_pace_warns_about_a_budget_too_small_and_a_slowdown():
@@ -350,6 +350,54 @@ def test_damsm_pretraining_stops_at_a_target(tmp_path, monkeypatch):
     assert payload["step"] == 2
 
 
+def test_damsm_pretraining_waits_for_its_contrast_target_too(tmp_path, monkeypatch):
+    """R@1 among random captions comes before the DAMSM reads shapes: with a contrast target,
+    pre-training goes on until the own caption beats its one-thing-changed twin that often."""
+    from dmgan.train import damsm as damsm_mod
+
+    shares = iter([0.6, 0.95])
+    monkeypatch.setattr(damsm_mod, "retrieval_r1", lambda *a, **k: 0.99)
+    real_contrast = damsm_mod.contrast_accuracy
+    monkeypatch.setattr(damsm_mod, "contrast_accuracy",
+                        lambda *a, **k: next(shares) if k.get("limit") == 500 else real_contrast(*a, **k))
+    cfg = override(preset("tiny"), ["damsm.contrast_negatives=true"])
+    result = pretrain_damsm(cfg, data="shapes", out=tmp_path, max_steps=50, target_r1=0.9,
+                            target_contrast=0.9, check_every=2, workers=0)
+    assert result.steps == 4  # 0.6 at step 2, 0.95 at step 4
+    assert 0.0 <= result.contrast <= 1.0
+    assert load_checkpoint(result.path)[1]["test_contrast"] == result.contrast
+
+
+def test_contrast_accuracy_reads_own_and_contrast_captions():
+    """The share of test images whose code is nearer its own caption than its contrast
+    caption: 1 when the encoders tell them apart, None for data without contrast captions."""
+    from dmgan.data.shapes import ShapesDataset
+    from dmgan.nn.text_encoder import TextEncoding
+    from dmgan.train.damsm import contrast_accuracy
+
+    class Text(torch.nn.Module):  # a caption's code: its token ids, padded to 64
+        def forward(self, ids, lengths):
+            code = torch.nn.functional.pad(ids.float(), (0, 64 - ids.shape[1]))
+            return TextEncoding(words=code.unsqueeze(1), sentence=code, mask=ids == 0)
+
+    data = ShapesDataset(split="test", length=30, image_sizes=(16,), contrast=True)
+    own = {i: data[i].caption for i in range(30)}
+
+    class Image(torch.nn.Module):  # an image's code: its own caption's ids (what it shows)
+        def forward(self, images):
+            codes = [torch.nn.functional.pad(own[i].float(), (0, 64 - len(own[i])))
+                     for i in range(self.start, self.start + len(images))]
+            self.start += len(images)
+            return None, torch.stack(codes)
+
+    image = Image()
+    image.start = 0
+    assert contrast_accuracy(Text(), image, data, device="cpu", chunk=10, limit=30) == 1.0
+    plain = ShapesDataset(split="test", length=10, image_sizes=(16,))
+    image.start = 0
+    assert contrast_accuracy(Text(), image, plain, device="cpu", limit=10) is None
+
+
 def test_saved_damsm_without_r1_is_not_refused(tmp_path):
     """DAMSM files made without a recorded R@1 (older ones) are not judged."""
     cfg = preset("tiny")
@@ -435,7 +483,7 @@ def test_captions_without_a_background_phrase_are_not_judged_on_it():
 
 
 def test_damsm_contrast_loss_is_a_two_way_softmax():
-    from dmgan.train.damsm import contrast_loss
+    from dmgan.losses.damsm import contrast_loss
 
     torch.manual_seed(0)
     code, sent, neg = torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)
@@ -443,6 +491,44 @@ def test_damsm_contrast_loss_is_a_two_way_softmax():
     pos, bad = f.cosine_similarity(code, sent), f.cosine_similarity(code, neg)
     expect = -torch.log(torch.exp(10 * pos) / (torch.exp(10 * pos) + torch.exp(10 * bad))).mean()
     torch.testing.assert_close(contrast_loss(code, sent, neg, gamma3=10.0), expect)
+
+
+def test_the_damsm_judges_the_fakes_against_their_contrast_captions():
+    """loss.damsm_contrast_weight: G pays the frozen DAMSM's preference of the contrast
+    caption over its own on the fake (the pre-training contrast loss, on G's image); off, the
+    released loss is untouched."""
+    from dmgan.losses import generator_loss
+    from dmgan.losses.damsm import contrast_loss
+    from dmgan.models import build_discriminators
+    from dmgan.nn.generator import GeneratorOutput
+    from dmgan.nn.text_encoder import TextEncoding
+
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    b, dim, t = 3, cfg.text.embed_dim, 4
+    ds = build_discriminators(cfg)
+    image_encoder = build_image_encoder(cfg)
+    out = GeneratorOutput(images=[torch.rand(b, 3, s, s) * 2 - 1 for s in cfg.generator.image_sizes],
+                          attention=[], writing_gates=[], response_gates=[],
+                          mu=torch.randn(b, cfg.generator.condition_dim),
+                          logvar=torch.randn(b, cfg.generator.condition_dim))
+
+    def text():
+        return TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
+                            mask=torch.zeros(b, t, dtype=torch.bool))
+
+    own, other, lengths = text(), text(), torch.full((b,), t)
+    plain = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, wrong=other)
+    on = override(cfg, ["loss.damsm_contrast_weight=3"]).loss
+    judged = generator_loss(ds, out, own, lengths, image_encoder, on, wrong=other)
+    want = 3 * contrast_loss(image_encoder(out.images[-1])[1], own.sentence, other.sentence,
+                             gamma3=cfg.loss.gamma3)
+    assert want.item() > 0
+    torch.testing.assert_close(judged.damsm_sentence - plain.damsm_sentence, want)
+    torch.testing.assert_close(judged.total - plain.total, want)
+    # no contrast captions in the step (other data): nothing to judge, nothing added
+    alone = generator_loss(ds, out, own, lengths, image_encoder, on)
+    torch.testing.assert_close(alone.total, plain.total)
 
 
 def test_contrast_negatives_train(tmp_path, weak_damsm):

@@ -200,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                  "DM-GAN, report attribute accuracy (about --minutes on 2 CPU cores)",
                  "dmgan demo --minutes 15 --out runs/demo", [seed, device, _parent(_threads)])
     s.add_argument("--out", default="runs/demo", help="run folder (report.json, model.pt)")
+    s.add_argument("--preset", default="shapes32", choices=["shapes32", "shapes", "tiny"],
+                   help="network and recipe: shapes32 (two stages, 32 px: twice the steps in "
+                        "the same minutes), shapes (the bundled model's 64 px networks), tiny "
+                        "(a few channels: a run in seconds that learns little)")
     s.add_argument("--judge", type=POSITIVE, default=500, help="held-out captions judged")
     _training(s)
     _sets(s)
@@ -241,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--target-r1", type=_float_in(0.0, 1.0, open_low=True),
                    help="stop once the test R@1 (checked every 200 steps) reaches this")
+    s.add_argument("--target-contrast", type=_float_in(0.0, 1.0, open_low=True),
+                   help="stop once, on test images, the own caption beats the caption with one "
+                        "thing changed this often (checked every 200 steps; data that makes "
+                        "contrast captions, e.g. shapes; with --target-r1, both)")
     s.add_argument("--init-from", metavar="DAMSM",
                    help="start from these encoders (a DAMSM checkpoint of the same preset), "
                         "e.g. to fine-tune them with other data options")

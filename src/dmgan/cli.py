@@ -112,8 +112,10 @@ def cmd_pretrain_damsm(args):
     result = pretrain_damsm(_config(args), data=args.data, out=Path(args.out), epochs=args.epochs,
                             minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                             device=args.device, workers=args.workers, threads=args.threads,
-                            target_r1=args.target_r1, init_from=args.init_from)
-    print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f})")
+                            target_r1=args.target_r1, target_contrast=args.target_contrast,
+                            init_from=args.init_from)
+    contrast = "" if result.contrast is None else f", contrast {result.contrast:.3f}"
+    print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f}{contrast})")
 
 
 def cmd_train(args):

@@ -50,7 +50,7 @@ def hides_unnamed_background(cfg, vocab: Vocabulary) -> bool:
     trained with some captions leaving it out and every background phrase last (measured:
     bench/README.md, "Captions without the background"; the bundled model is one)."""
     d = cfg.data
-    return (cfg.name == "shapes" and BACKGROUND_WORD in vocab.index
+    return (cfg.name in ("shapes", "shapes32") and BACKGROUND_WORD in vocab.index
             and d.shapes_background_phrase < 1.0 and d.shapes_background_first == 0.0)
 
 

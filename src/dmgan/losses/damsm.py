@@ -104,3 +104,13 @@ def sentence_loss(
     den = image_code.norm(dim=1, keepdim=True) * sentence.norm(dim=1, keepdim=True).t()
     scores = num / den.clamp(min=_EPS) * gamma3
     return _two_way_ce(scores, _same_class_mask(class_ids, image_code.shape[0], image_code.device))
+
+
+def contrast_loss(code: torch.Tensor, sentence: torch.Tensor, negative: torch.Tensor, *,
+                  gamma3: float) -> torch.Tensor:
+    """Each image (B, D) against its own sentence and its contrast sentence (B, D): a two-way
+    softmax of cosine scores times gamma3, the true sentence the target."""
+    pos = F.cosine_similarity(code, sentence, dim=1, eps=1e-8)
+    neg = F.cosine_similarity(code, negative, dim=1, eps=1e-8)
+    logits = torch.stack((pos, neg), dim=1) * gamma3
+    return F.cross_entropy(logits, torch.zeros(len(code), dtype=torch.long, device=code.device))

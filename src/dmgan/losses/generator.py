@@ -13,7 +13,7 @@ import torch
 
 from dmgan.config import LossConfig
 from dmgan.losses.adversarial import contrast_margin, generator_adversarial_loss, kl_loss
-from dmgan.losses.damsm import sentence_loss, words_loss
+from dmgan.losses.damsm import contrast_loss, sentence_loss, words_loss
 from dmgan.nn.discriminator import Discriminator
 from dmgan.nn.generator import GeneratorOutput
 from dmgan.nn.text_encoder import TextEncoding
@@ -58,6 +58,9 @@ def generator_loss(
     s0, s1 = sentence_loss(code, text.sentence, class_ids, gamma3=loss.gamma3)
     words_term = (w.loss0 + w.loss1) * loss.damsm_weight
     sent_term = (s0 + s1) * loss.damsm_weight
+    if loss.damsm_contrast_weight > 0 and wrong is not None:
+        sent_term = sent_term + loss.damsm_contrast_weight * contrast_loss(
+            code, text.sentence, wrong.sentence, gamma3=loss.gamma3)
     kl = kl_loss(out.mu, out.logvar) * loss.kl_weight
     return GeneratorLoss(total=adv + words_term + sent_term + kl + contrast, adversarial=adv,
                          damsm_words=words_term, damsm_sentence=sent_term, kl=kl,

@@ -44,7 +44,9 @@ class ImageEncoder(InceptionTrunk):
 class SmallImageEncoder(nn.Module):
     """A small CNN DAMSM image encoder, trained from scratch (for small synthetic data).
 
-    Region features keep an 8 x 8 grid; the global code reads the flattened 4 x 4 map
+    Region features keep an 8 x 8 grid (the 4 x 4 the convolutions leave of a 32 px input,
+    which carries what an 8 x 8 copy of it would: the word attention's context is the same,
+    at a quarter of the DAMSM loss's cost); the global code reads the flattened 4 x 4 map
     (not a global pool), so both carry where things are, not only what.
     """
 
@@ -69,12 +71,13 @@ class SmallImageEncoder(nn.Module):
         self.emb_cnn_code = nn.Linear(4 * w * 16, embed_dim)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """images (B, 3, S, S) in [-1, 1] -> regions (B, D, 8, 8), code (B, D)."""
+        """images (B, 3, S, S) in [-1, 1] -> regions (B, D, 8, 8) (4 x 4 when image_size is
+        32), code (B, D)."""
         if images.shape[-1] != self.image_size:
             images = F.interpolate(images, size=(self.image_size,) * 2, mode="bilinear",
                                    align_corners=False)
         x = self.to_regions(images)
-        x = F.adaptive_avg_pool2d(x, 8)
+        x = F.adaptive_avg_pool2d(x, min(8, x.shape[-1]))
         code = self.emb_cnn_code(F.adaptive_avg_pool2d(self.to_global(x), 4).flatten(1))
         return self.emb_features(x), code
 

@@ -19,6 +19,7 @@ from dmgan.data.open import check_vocab, open_data
 from dmgan.device import configure_allocator, configure_threads, resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
+from dmgan.losses.damsm import contrast_loss
 from dmgan.models import build_image_encoder, build_text_encoder
 from dmgan.progress import Progress
 from dmgan.train.runs import Clock, JsonLog, make_run_folder
@@ -29,6 +30,8 @@ class DamsmResult:
     path: Path
     steps: int
     r_at_1: float  # caption -> image retrieval among 100 test candidates (chance 0.01)
+    # own caption over its contrast caption on test images (chance 0.5); None without them
+    contrast: float | None = None
 
 
 def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
@@ -45,15 +48,27 @@ def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
     return w.loss0 + w.loss1, s0 + s1
 
 
-def contrast_loss(code: torch.Tensor, sentence: torch.Tensor, negative: torch.Tensor, *,
-                  gamma3: float) -> torch.Tensor:
-    """Each image (B, D) against its own sentence and its contrast sentence (B, D): a two-way
-    softmax of cosine scores times gamma3, the true sentence the target."""
-    f = torch.nn.functional
-    pos = f.cosine_similarity(code, sentence, dim=1, eps=1e-8)
-    neg = f.cosine_similarity(code, negative, dim=1, eps=1e-8)
-    logits = torch.stack((pos, neg), dim=1) * gamma3
-    return f.cross_entropy(logits, torch.zeros(len(code), dtype=torch.long, device=code.device))
+@torch.no_grad()
+def contrast_accuracy(text_encoder, image_encoder, dataset, *, device, chunk: int = 100,
+                      limit: int = 500) -> float | None:
+    """The share of test samples whose image code is nearer (cosine) to its own caption's
+    sentence code than to its contrast caption's (the caption with one thing changed: what
+    R@1 among random captions hardly asks, shape above all); None when the data makes no
+    contrast captions."""
+    text_encoder.eval()
+    image_encoder.eval()
+    cos = torch.nn.functional.cosine_similarity
+    hits, total = 0, 0
+    for start in range(0, min(len(dataset), limit), chunk):
+        batch = collate([dataset[i] for i in range(start, min(len(dataset), limit, start + chunk))])
+        if batch.negatives is None:
+            return None
+        own = text_encoder(batch.captions.to(device), batch.lengths.to(device)).sentence
+        other = text_encoder(batch.negatives.to(device), batch.negative_lengths.to(device)).sentence
+        code = image_encoder(batch.images[-1].to(device))[1]
+        hits += int((cos(code, own, dim=1) > cos(code, other, dim=1)).sum())
+        total += len(code)
+    return hits / max(1, total)
 
 
 @torch.no_grad()
@@ -89,11 +104,13 @@ def pretrain_damsm(
     log_every: int = 50,
     progress: bool | None = None,
     target_r1: float | None = None,
+    target_contrast: float | None = None,
     check_every: int = 200,
     init_from: str | Path | None = None,
 ) -> DamsmResult:
-    """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1`) until
-    the test R@1, measured every `check_every` steps on 500 test samples, reaches it.
+    """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1` and/or
+    `target_contrast`) until the test R@1 and the contrast accuracy (contrast_accuracy),
+    measured every `check_every` steps on 500 test samples, reach them.
     `init_from`: a DAMSM checkpoint of the same text and encoder settings to start from."""
     torch.manual_seed(seed)
     dev = resolve_device(device)
@@ -157,13 +174,20 @@ def pretrain_damsm(
             if clock.out_of_time() or (max_steps is not None and step >= max_steps):
                 done = True
                 break
-            if target_r1 is not None and step % check_every == 0:
+            if (target_r1, target_contrast) != (None, None) and step % check_every == 0:
                 r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev, limit=500)
+                contrast = contrast_accuracy(text_encoder, image_encoder, test, device=dev, limit=500) \
+                    if target_contrast is not None else None
                 text_encoder.train()
                 image_encoder.train()
-                log.write({"step": step, "test_r_at_1_500": r1})
-                bar.write(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1:g})")
-                if r1 >= target_r1:
+                log.write({"step": step, "test_r_at_1_500": r1,
+                           **({} if contrast is None else {"test_contrast_500": contrast})})
+                bar.write(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1 or 0:g})"
+                          + ("" if target_contrast is None else
+                             f", contrast {'-' if contrast is None else f'{contrast:.3f}'} "
+                             f"(target {target_contrast:g})"))
+                # data without contrast captions has no contrast to reach (None)
+                if r1 >= (target_r1 or 0) and (contrast is None or contrast >= target_contrast):
                     done = True
                     break
         if done:
@@ -174,13 +198,18 @@ def pretrain_damsm(
                 group["lr"] = lr
     bar.close()
     r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev)
-    log.write({"step": step, "test_r_at_1": r1})
-    print(f"damsm: {step} steps, test R@1 (caption -> image among 100) = {r1:.3f}", flush=True)
+    contrast = contrast_accuracy(text_encoder, image_encoder, test, device=dev, limit=1000)
+    log.write({"step": step, "test_r_at_1": r1,
+               **({} if contrast is None else {"test_contrast": contrast})})
+    print(f"damsm: {step} steps, test R@1 (caption -> image among 100) = {r1:.3f}"
+          + ("" if contrast is None else
+             f"; own caption over its contrast caption {contrast:.3f}"), flush=True)
     path = out / "damsm.pt"
     save_checkpoint(path, config=cfg, networks={"text_encoder": text_encoder,
                                                 "image_encoder": image_encoder},
-                    kind="damsm", step=step, vocab=list(train.vocab.words), test_r_at_1=r1)
-    return DamsmResult(path, step, r1)
+                    kind="damsm", step=step, vocab=list(train.vocab.words), test_r_at_1=r1,
+                    **({} if contrast is None else {"test_contrast": contrast}))
+    return DamsmResult(path, step, r1, contrast)
 
 
 def _check_damsm(path: str | Path, cfg: DMGANConfig) -> dict:
