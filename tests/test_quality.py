@@ -366,6 +366,12 @@ def test_damsm_pretraining_waits_for_its_contrast_target_too(tmp_path, monkeypat
     assert result.steps == 4  # 0.6 at step 2, 0.95 at step 4
     assert 0.0 <= result.contrast <= 1.0
     assert load_checkpoint(result.path)[1]["test_contrast"] == result.contrast
+    plain = override(preset("tiny"), ["train.contrast_negatives=false",
+                                      "damsm.contrast_negatives=false"])
+    with pytest.raises(DMGANError, match="needs data that makes contrast captions"):
+        pretrain_damsm(plain, data="shapes", out=tmp_path / "plain", max_steps=5,
+                       target_contrast=0.9, workers=0)
+    assert not (tmp_path / "plain" / "damsm.pt").exists()
 
 
 def test_contrast_accuracy_reads_own_and_contrast_captions():

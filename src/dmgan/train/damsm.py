@@ -122,6 +122,10 @@ def pretrain_damsm(
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
                          f"{d.batch_size}: pass --batch-size {max(2, len(train))} or less")
+    if target_contrast is not None and (len(test) == 0 or test[0].negative is None):
+        raise DMGANError("--target-contrast needs data that makes contrast captions (the "
+                         "built-in shapes data, with train.contrast_negatives or "
+                         "damsm.contrast_negatives on)")
     # the inputs are good: now the thread count (a probe the first time on this machine)
     n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
                                        batch=cfg.damsm.batch_size)
@@ -186,7 +190,6 @@ def pretrain_damsm(
                           + ("" if target_contrast is None else
                              f", contrast {'-' if contrast is None else f'{contrast:.3f}'} "
                              f"(target {target_contrast:g})"))
-                # data without contrast captions has no contrast to reach (None)
                 if r1 >= (target_r1 or 0) and (contrast is None or contrast >= target_contrast):
                     done = True
                     break
