@@ -78,6 +78,11 @@ def test_a_caption_without_the_background_is_warned_about_on_models_that_hide_it
         assert not other.hides_unnamed_background
         other("a red circle")
     assert not hides_unnamed_background(preset("bird"), vocabulary())  # not a shapes model
+    # taught by the real pictures, drawn on white for such captions (the demo's preset)
+    assert not hides_unnamed_background(preset("shapes32"), vocabulary())
+    white = override(preset("shapes"), ["data.shapes_unnamed_background=white"])
+    assert hides_unnamed_background(white, vocabulary())  # white alone did not move it
+    assert not hides_unnamed_background(override(white, ["loss.pixel_weight=300"]), vocabulary())
 
 
 def test_explanation_tensors(pipe):

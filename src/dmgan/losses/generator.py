@@ -30,6 +30,15 @@ class GeneratorLoss:
     kl: torch.Tensor  # kl_weight * KL
     # g_contrast_weight * the Ds' preference of the mismatched caption on the fakes
     contrast: torch.Tensor | None = None
+    # pixel_weight * the mean squared or absolute difference to the real images, summed
+    # over stages
+    pixel: torch.Tensor | None = None
+
+
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor, norm: str) -> torch.Tensor:
+    """The mean squared ("l2") or absolute ("l1") difference of two image batches."""
+    diff = fake - real
+    return (diff.square() if norm == "l2" else diff.abs()).mean()
 
 
 def generator_loss(
@@ -42,9 +51,11 @@ def generator_loss(
     class_ids: torch.Tensor | None = None,
     wrong: TextEncoding | None = None,
     critics: Sequence[Discriminator] | None = None,
+    real: Sequence[torch.Tensor] | None = None,
 ) -> GeneratorLoss:
     """`wrong`: the step's mismatched captions, for the contrast term (loss.g_contrast_weight),
-    judged by `critics` (frozen Ds) when given, else by the run's own Ds."""
+    judged by `critics` (frozen Ds) when given, else by the run's own Ds. `real`: the
+    captions' real images per stage, for the pixel term (loss.pixel_weight)."""
     use_contrast = loss.g_contrast_weight > 0 and wrong is not None
     adv, margin = generator_adversarial_loss(
         ds, out.images, text.sentence, kind=loss.adversarial, words=text.words,
@@ -62,6 +73,13 @@ def generator_loss(
         sent_term = sent_term + loss.damsm_contrast_weight * contrast_loss(
             code, text.sentence, wrong.sentence, gamma3=loss.gamma3)
     kl = kl_loss(out.mu, out.logvar) * loss.kl_weight
-    return GeneratorLoss(total=adv + words_term + sent_term + kl + contrast, adversarial=adv,
-                         damsm_words=words_term, damsm_sentence=sent_term, kl=kl,
-                         contrast=contrast)
+    total = adv + words_term + sent_term + kl + contrast
+    pixel = None
+    if loss.pixel_weight > 0:
+        if real is None:
+            raise ValueError("loss.pixel_weight needs the real images (real=)")
+        pixel = loss.pixel_weight * sum(pixel_difference(fake, r.to(fake.dtype), loss.pixel_norm)
+                                        for fake, r in zip(out.images, real, strict=True))
+        total = total + pixel
+    return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,
+                         damsm_sentence=sent_term, kl=kl, contrast=contrast, pixel=pixel)

@@ -32,6 +32,9 @@ class DamsmResult:
     r_at_1: float  # caption -> image retrieval among 100 test candidates (chance 0.01)
     # own caption over its contrast caption on test images (chance 0.5); None without them
     contrast: float | None = None
+    # whether it stopped because its targets were met (on 500 test images; the numbers above
+    # are measured on more, so they may fall a little short of a target that was met)
+    met_targets: bool = False
 
 
 def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
@@ -148,7 +151,7 @@ def pretrain_damsm(
     log = JsonLog(out / "damsm-log.jsonl", True)
     clock, step, lr = Clock(minutes), 0, d.lr
     epochs = epochs if epochs is not None else d.epochs
-    done = False
+    done = met = False
     order, loader = epoch_loader(train, d.batch_size, seed=seed * 7919, workers=workers,
                                  pin_memory=dev.type == "cuda")
     total = epochs * order.per_epoch
@@ -191,7 +194,7 @@ def pretrain_damsm(
                              f", contrast {'-' if contrast is None else f'{contrast:.3f}'} "
                              f"(target {target_contrast:g})"))
                 if r1 >= (target_r1 or 0) and (contrast is None or contrast >= target_contrast):
-                    done = True
+                    done = met = True
                     break
         if done:
             break
@@ -212,7 +215,7 @@ def pretrain_damsm(
                                                 "image_encoder": image_encoder},
                     kind="damsm", step=step, vocab=list(train.vocab.words), test_r_at_1=r1,
                     **({} if contrast is None else {"test_contrast": contrast}))
-    return DamsmResult(path, step, r1, contrast)
+    return DamsmResult(path, step, r1, contrast, met)
 
 
 def _check_damsm(path: str | Path, cfg: DMGANConfig) -> dict:

@@ -272,7 +272,7 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     p.ds.requires_grad_(False)
     with amp_context():
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
-                            critics=p.critics)
+                            critics=p.critics, real=real)
     p.opt_g.zero_grad(set_to_none=True)
     p.scaler.scale(gl.total).backward()
     p.ds.requires_grad_(True)
@@ -284,7 +284,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     return {"g_total": gl.total.detach(), "g_adv": gl.adversarial.detach(),
             "g_words": gl.damsm_words.detach(), "g_sentence": gl.damsm_sentence.detach(),
             "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)},
-            **({"g_contrast": gl.contrast.detach()} if lo.g_contrast_weight > 0 else {})}
+            **({"g_contrast": gl.contrast.detach()} if lo.g_contrast_weight > 0 else {}),
+            **({"g_pixel": gl.pixel.detach()} if gl.pixel is not None else {})}
 
 
 def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes,
