@@ -548,8 +548,9 @@ def test_the_damsm_judges_the_fakes_against_their_contrast_captions():
 
 def test_the_pixel_term_is_the_mean_difference_per_stage():
     """loss.pixel_weight: G pays the weight times each stage's mean squared (pixel_norm "l2",
-    the default) or absolute ("l1") difference to the real image, summed over stages; off
-    (every preset but the demo's), nothing is added and the real images are not needed."""
+    the default) or absolute ("l1") difference to the real image, summed over stages (the
+    first loss.pixel_stages only, when set); off (every preset but the demo's), nothing is
+    added and the real images are not needed."""
     from dmgan.losses import generator_loss
 
     cfg = preset("tiny")
@@ -569,8 +570,13 @@ def test_the_pixel_term_is_the_mean_difference_per_stage():
         torch.testing.assert_close(same.total, plain.total, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="real images"):
         generator_loss(ds, out, own, lengths, image_encoder, on)
+    first = override(cfg, ["loss.pixel_weight=4", "loss.pixel_stages=1"]).loss
+    paid = generator_loss(ds, out, own, lengths, image_encoder, first, real=real)
+    torch.testing.assert_close(paid.pixel, 4 * ((out.images[0] - real[0]) ** 2).mean())
     with pytest.raises(ConfigError, match="pixel_norm"):
         override(cfg, ["loss.pixel_norm=l3"])
+    with pytest.raises(ConfigError, match="pixel_stages"):
+        override(cfg, [f"loss.pixel_stages={cfg.generator.num_stages + 1}"])
     assert all(preset(name).loss.pixel_weight == 0 for name in ("bird", "coco", "shapes"))
 
 

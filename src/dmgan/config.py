@@ -102,6 +102,9 @@ class LossConfig:
     # 0: off (released)
     pixel_weight: float = 0.0
     pixel_norm: str = "l2"
+    # the term on the first pixel_stages stages only (the small pictures: layout and colours),
+    # leaving the larger ones to the other terms; 0: every stage
+    pixel_stages: int = 0
 
 
 @dataclass(frozen=True)
@@ -288,6 +291,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (cfg.loss.g_contrast_weight >= 0, "loss.g_contrast_weight must be >= 0"),
         (cfg.loss.pixel_weight >= 0 and cfg.loss.pixel_norm in ("l1", "l2"),
          "loss.pixel_weight must be >= 0 and loss.pixel_norm 'l1' or 'l2'"),
+        (0 <= cfg.loss.pixel_stages <= cfg.generator.num_stages,
+         "loss.pixel_stages must be from 0 (every stage) to generator.num_stages"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),

@@ -78,8 +78,9 @@ def generator_loss(
     if loss.pixel_weight > 0:
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
+        pairs = list(zip(out.images, real, strict=True))[:loss.pixel_stages or None]
         pixel = loss.pixel_weight * sum(pixel_difference(fake, r.to(fake.dtype), loss.pixel_norm)
-                                        for fake, r in zip(out.images, real, strict=True))
+                                        for fake, r in pairs)
         total = total + pixel
     return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,
                          damsm_sentence=sent_term, kl=kl, contrast=contrast, pixel=pixel)
