@@ -402,9 +402,9 @@ def _shapes32() -> DMGANConfig:
     # An EMA of about 200 steps: with 0.999 the EMA G of a 3,000-step run lagged the live one
     # (bench/README.md, "A demo that learns in 15 minutes"). G also pays the squared pixel
     # difference to the caption's real picture (the caption fixes it up to a pixel), and
-    # captions without the background are drawn on white: at 3,000 steps position 0.98
-    # against 0.56 and every attribute right 0.28 against 0.14, and the object of a caption
-    # without the background shows (hidden in 0.01 of them, against 0.60) (bench/README.md,
+    # captions without the background are drawn on white: at 3,000 steps position 0.98-0.99
+    # against 0.83 and every attribute right 0.24-0.28 against 0.14, and the object of a
+    # caption without the background shows (hidden in 0.01 of them, against 0.60) (bench/README.md,
     # "The caption's own picture as a teacher").
     base = _shapes()
     return dataclasses.replace(
