@@ -157,43 +157,55 @@ def test_readme_lists_the_bundled_models_vocabulary():
 
 
 def test_readme_bundled_model_commands_parse_and_chain():
-    """The bundled model's recipe: the demo (for its DAMSM), the DAMSM fine-tuned with
-    binding negatives, a first GAN trained on it on a GPU and fine-tuned on a CPU (the
-    previous bundled model), its Ds' match heads taught which object is where on real
-    images (the critic), the GAN trained from scratch with that critic and the word
-    contexts, the best snapshot of that exported into the package."""
+    """The bundled model's recipe, on a CPU alone: a DAMSM from scratch with binding
+    negatives, a critic (word-reading Ds taught on real pictures which caption is theirs,
+    one-object pictures and captions without the background included) in two parts, the
+    GAN from scratch on them with the caption's own picture as a teacher, and its best
+    snapshot exported into the package."""
     lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    demo, damsm, train, tune, critic, final, export = lines
+    damsm, critic1, critic2, train, export = lines
     parse = build_parser().parse_args
-    assert demo[:3] == ["OMP_NUM_THREADS=1", "dmgan", "demo"]
-    d = parse(demo[2:])
-    assert d.preset == "shapes"  # the 64 px networks, not the demo's default
-    m = parse(damsm[1:])
-    assert m.command == "pretrain-damsm" and m.preset == "shapes"
-    assert m.init_from == f"{d.out}/damsm/damsm.pt"
-    t = parse(train[1:])
-    assert t.command == "train" and t.preset == "shapes" and t.data == "shapes"
-    assert t.damsm == f"{m.out}/damsm.pt" and not t.resume and t.init_from is None
-    assert t.cuda_graphs and t.device == "cuda"
-    assert [x for x in t.set if "swap_share" in x] == [x for x in m.set if "swap_share" in x]
-    assert tune[:3] == ["OMP_NUM_THREADS=1", "dmgan", "train"]
-    f = parse(tune[2:])
-    assert f.init_from == f"{t.out}/best.pt" and f.out != t.out and f.damsm == t.damsm
-    assert set(t.set) < set(f.set) and "train.lr_g=1e-4" in f.set
-    assert f.ckpt_every == t.ckpt_every  # the snapshots best.pt is chosen from
-    assert critic[:2] == ["python", "bench/warm_match.py"] and "--more" in critic
-    assert critic[2] == f"{f.out}/best.pt"
-    assert final[:3] == ["OMP_NUM_THREADS=2", "dmgan", "train"]
-    g = parse(final[2:])
-    assert g.critic == critic[3] and g.damsm == t.damsm and g.init_from is None
-    assert not g.resume and g.out not in (t.out, f.out) and g.max_steps
+    assert damsm[:3] == ["OMP_NUM_THREADS=2", "dmgan", "pretrain-damsm"]
+    m = parse(damsm[2:])
+    assert m.preset == "shapes" and m.data == "shapes" and m.init_from is None
+    for c in (critic1, critic2):
+        assert c[:3] == ["OMP_NUM_THREADS=2", "python", "bench/warm_match.py"]
+        assert c[3] == f"{m.out}/damsm.pt" and "--more" in c and "--one-object" in c
+        # the critic learns on captions and pictures like the GAN's
+        assert c[c.index("--unnamed-background") + 1] == "white"
+    assert critic2[critic2.index("--critic") + 1] == critic1[4] and critic2[4] != critic1[4]
+    assert train[:3] == ["OMP_NUM_THREADS=2", "dmgan", "train"]
+    g = parse(train[2:])
+    assert g.command == "train" and g.preset == "shapes" and g.data == "shapes"
+    assert g.damsm == f"{m.out}/damsm.pt" and g.critic == critic2[4]
+    assert g.init_from is None and not g.resume and g.max_steps and g.device == "cpu"
     for option in ("discriminator.word_match=true", "discriminator.word_context=1",
                    "generator.word_context=1", "loss.g_contrast_weight=2",
-                   *[x for x in t.set if "swap_share" in x]):
+                   "loss.pixel_weight=300", "data.shapes_unnamed_background=white",
+                   *[x for x in m.set if "swap_share" in x]):
         assert option in g.set, option
     e = parse(export[1:])
     assert e.checkpoint == f"{g.out}/best.pt"
     assert e.output == "src/dmgan/assets/shapes_model.pt"
+
+
+def test_the_bundled_model_was_trained_as_the_readme_says():
+    """The exported model's own record of its settings carries the README's options."""
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.pipeline import bundled_model_path
+
+    lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
+    g = build_parser().parse_args(lines[3][2:])
+    cfg = load_checkpoint(bundled_model_path())[0]
+    assert cfg.name == g.preset
+    for option in g.set:
+        field, value = option.split("=")
+        section, name = field.split(".")
+        got = getattr(getattr(cfg, section), name)
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            assert str(got).lower() == value.lower(), option
+        else:
+            assert got == float(value), option
 
 
 def test_every_option_has_help_and_every_command_an_example():
