@@ -68,21 +68,41 @@ def test_a_caption_without_the_background_is_warned_about_on_models_that_hide_it
 
     assert pipe.hides_unnamed_background
     with pytest.warns(UserWarning, match="name the background"):
-        out = pipe("a red circle")
+        out = pipe("a red circle on the left")
     assert len(out.images) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        pipe("a red circle on a white background")
+        pipe("a red circle on the left on a white background")
         first = override(preset("shapes"), ["data.shapes_background_first=0.5"])
         other = DMGANPipeline(DMGAN(first, vocab=vocabulary().words), vocabulary())
         assert not other.hides_unnamed_background
-        other("a red circle")
+        other("a red circle on the left")
     assert not hides_unnamed_background(preset("bird"), vocabulary())  # not a shapes model
     # taught by the real pictures, drawn on white for such captions (the demo's preset)
     assert not hides_unnamed_background(preset("shapes32"), vocabulary())
     white = override(preset("shapes"), ["data.shapes_unnamed_background=white"])
     assert hides_unnamed_background(white, vocabulary())  # white alone did not move it
     assert not hides_unnamed_background(override(white, ["loss.pixel_weight=300"]), vocabulary())
+
+
+def test_a_caption_without_a_place_is_warned_about_on_shapes_models(pipe):
+    """Every shapes training caption names where each object is; "a red circle" alone is
+    drawn, with a warning to name the place (the bundled model fills the picture with the
+    object's colour there); a place in any of its wordings keeps it quiet."""
+    from dmgan.data.shapes import PLACE_WORDS
+    from dmgan.pipeline import is_shapes_model
+
+    assert {"left", "right", "top", "bottom", "center", "middle"} <= PLACE_WORDS
+    assert not PLACE_WORDS & {"on", "the", "at", "side", "edge", "part", "in", "to", "near"}
+    assert pipe.needs_a_place and not is_shapes_model(preset("bird"), vocabulary())
+    with pytest.warns(UserWarning, match="name where each object is"):
+        out = pipe("a red circle on a white background")
+    assert len(out.images) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for caption in ("a red circle in the middle on a white background",
+                        "a big blue box in the upper part on a black background"):
+            pipe(caption)
 
 
 def test_explanation_tensors(pipe):

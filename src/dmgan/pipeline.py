@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from dmgan.api import DMGAN
+from dmgan.data.shapes import PLACE_WORDS
 from dmgan.data.transforms import fit_caption
 from dmgan.data.vocab import CaptionError, Vocabulary
 from dmgan.errors import CheckpointError, DMGANError
@@ -59,6 +60,11 @@ def hides_unnamed_background(cfg, vocab: Vocabulary) -> bool:
             and not taught_plain)
 
 
+def is_shapes_model(cfg, vocab: Vocabulary) -> bool:
+    """A model of the shapes presets, whose vocabulary has the place words."""
+    return cfg.name in ("shapes", "shapes32") and PLACE_WORDS <= set(vocab.index)
+
+
 def bundled_model_path() -> Path:
     return Path(str(resources.files("dmgan") / "assets" / BUNDLED_MODEL))
 
@@ -96,6 +102,7 @@ class DMGANPipeline:
         self.model, self.vocab = model.eval(), vocab
         self.amp, self.backend = amp, backend
         self.hides_unnamed_background = hides_unnamed_background(model.config, vocab)
+        self.needs_a_place = is_shapes_model(model.config, vocab)
         self._runner = None  # built at the first call (compiling or exporting takes a while)
 
     @classmethod
@@ -184,6 +191,11 @@ class DMGANPipeline:
                 warnings.warn("this model often draws a caption that leaves out the background "
                               "with the background in an object's colour, hiding it: name "
                               "the background (\"... on a white background\")", stacklevel=2)
+            if self.needs_a_place and not PLACE_WORDS.intersection(words):
+                warnings.warn("this model learned from captions that name where each object "
+                              "is; without a place it may fill the picture with the "
+                              "object's colour: add one (\"... on the left\", \"... in the "
+                              "center\")", stacklevel=2)
             # one caption per forward: every row has the same padding, so the released
             # mask mode gives the same images as the exact one
             caps = torch.tensor([ids] * num_images, device=dev)

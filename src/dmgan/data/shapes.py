@@ -54,6 +54,11 @@ _SYN = {
     "bottom": ("at the bottom", "in the lower part", "near the bottom edge"),
     "center": ("in the center", "in the middle"),
 }
+# the words that name one place and no other ("left", "upper", "middle", ...): every
+# training caption has one for each object
+PLACE_WORDS = frozenset(
+    w for pos in POSITIONS for phrase in _SYN[pos] for w in phrase.split()
+    if sum(w in " ".join(_SYN[p]).split() for p in POSITIONS) == 1)
 _ONE = (
     "a {size} {colour} {shape} {pos} on a {bg} background",
     "{pos} there is a {size} {colour} {shape} on {bg}",
