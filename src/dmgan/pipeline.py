@@ -45,24 +45,24 @@ class PipelineOutput:
 BACKGROUND_WORD = "background"
 
 
+def is_shapes_model(cfg, vocab: Vocabulary) -> bool:
+    """A model of the shapes presets, whose vocabulary has the place words."""
+    return cfg.name in ("shapes", "shapes32") and PLACE_WORDS <= set(vocab.index)
+
+
 def hides_unnamed_background(cfg, vocab: Vocabulary) -> bool:
     """Whether a model is one of the shapes models that, on captions leaving out the
     background, draw the background in the colour of the caption's last colour word: those
     trained with some captions leaving it out and every background phrase last (measured:
-    bench/README.md, "Captions without the background"; the bundled model is one), unless
+    bench/README.md, "Captions without the background"), unless
     G was also taught by the real pictures (loss.pixel_weight) drawn on one background for
     those captions (data.shapes_unnamed_background): that shows the object (the
     `shapes32` preset; bench/README.md, "The caption's own picture as a teacher")."""
     d = cfg.data
     taught_plain = cfg.loss.pixel_weight > 0 and d.shapes_unnamed_background != "any"
-    return (cfg.name in ("shapes", "shapes32") and BACKGROUND_WORD in vocab.index
+    return (is_shapes_model(cfg, vocab) and BACKGROUND_WORD in vocab.index
             and d.shapes_background_phrase < 1.0 and d.shapes_background_first == 0.0
             and not taught_plain)
-
-
-def is_shapes_model(cfg, vocab: Vocabulary) -> bool:
-    """A model of the shapes presets, whose vocabulary has the place words."""
-    return cfg.name in ("shapes", "shapes32") and PLACE_WORDS <= set(vocab.index)
 
 
 def bundled_model_path() -> Path:
