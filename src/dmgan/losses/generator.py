@@ -35,10 +35,28 @@ class GeneratorLoss:
     pixel: torch.Tensor | None = None
 
 
-def pixel_difference(fake: torch.Tensor, real: torch.Tensor, norm: str) -> torch.Tensor:
-    """The mean squared ("l2") or absolute ("l1") difference of two image batches."""
+OBJECT_THRESHOLD = 0.1  # a channel this far from the background's (images in [-1, 1])
+
+
+def object_mask(real: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): 1 where a picture differs from its background, the per-channel median
+    of its one-pixel border (drawn scenes: the border is background but where an object
+    touches it)."""
+    border = torch.cat([real[..., 0, :], real[..., -1, :], real[..., 1:-1, 0],
+                        real[..., 1:-1, -1]], dim=-1)  # (B, C, 2H + 2W - 4)
+    background = border.median(dim=-1).values[..., None, None]
+    return ((real - background).abs() > OBJECT_THRESHOLD).any(dim=1, keepdim=True).to(real.dtype)
+
+
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor, norm: str,
+                     object_weight: float = 0.0) -> torch.Tensor:
+    """The mean squared ("l2") or absolute ("l1") difference of two image batches; with
+    `object_weight`, the pixels off the real picture's background count 1 + that times."""
     diff = fake - real
-    return (diff.square() if norm == "l2" else diff.abs()).mean()
+    per_pixel = diff.square() if norm == "l2" else diff.abs()
+    if object_weight > 0:
+        per_pixel = per_pixel * (1 + object_weight * object_mask(real))
+    return per_pixel.mean()
 
 
 def generator_loss(
@@ -79,8 +97,9 @@ def generator_loss(
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
         pairs = list(zip(out.images, real, strict=True))[:loss.pixel_stages or None]
-        pixel = loss.pixel_weight * sum(pixel_difference(fake, r.to(fake.dtype), loss.pixel_norm)
-                                        for fake, r in pairs)
+        pixel = loss.pixel_weight * sum(
+            pixel_difference(fake, r.to(fake.dtype), loss.pixel_norm, loss.pixel_object_weight)
+            for fake, r in pairs)
         total = total + pixel
     return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,
                          damsm_sentence=sent_term, kl=kl, contrast=contrast, pixel=pixel)
