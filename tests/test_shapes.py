@@ -131,6 +131,32 @@ def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
         ShapesDataset(split="train", length=3, swap_share=1.5)
 
 
+def test_contrast_shape_share_makes_contrasts_change_a_shape():
+    """contrast_shape_share: that share of the contrasts changes one object's shape and
+    nothing else; 0 leaves the draws as they were (the same contrast for the same rng)."""
+    from dmgan.data.shapes import contrast_scene
+
+    data = ShapesDataset(split="train", length=200, image_sizes=(16,))
+    shape_only = 0
+    for i in range(200):
+        scene = data.scene(i)[0]
+        c = contrast_scene(scene, np.random.default_rng(i), shape_share=1.0)
+        changed = [(a, b) for a, b in zip(scene.objects, c.objects, strict=True) if a != b]
+        assert len(changed) == 1 and c.background == scene.background
+        a, b = changed[0]
+        assert a.shape != b.shape and (a.colour, a.size, a.position) == (b.colour, b.size, b.position)
+        by_chance = contrast_scene(scene, np.random.default_rng(i))
+        assert by_chance == contrast_scene(scene, np.random.default_rng(i), shape_share=0.0)
+        shape_only += sum(x.shape != y.shape for x, y in zip(scene.objects, by_chance.objects,
+                                                             strict=True)) == 1
+    assert shape_only < 100  # without the share, one kind of five to seven (or a swap)
+    ds = ShapesDataset(split="train", length=40, image_sizes=(16,), contrast=True,
+                       contrast_shape_share=1.0)
+    assert all(ds[i].negative is not None for i in range(40))
+    with pytest.raises(ValueError, match="contrast_shape_share"):
+        ShapesDataset(split="train", length=3, contrast_shape_share=2.0)
+
+
 def test_contrast_captions_differ_from_the_caption_when_the_background_is_left_out():
     """A caption without the background phrase never gets the background as its one change
     (that negative would be the true caption); with `background_negative` its contrast is

@@ -181,6 +181,11 @@ class DataConfig:
     # left"); in the templates it mostly comes last, so that "the last colour word" names
     # the background in 7 of 8 of them
     shapes_background_first: float = 0.0
+    # built-in shapes data: the share of contrast captions (those that do not trade two
+    # objects' colours or places) whose one change is an object's shape; 0: shape is one of
+    # five to seven equally likely changes. The DAMSM learns to read shape words from these
+    # captions alone (bench/README.md, recipe study)
+    shapes_contrast_shape_share: float = 0.0
     # built-in shapes data: the share of training scenes with two objects (0.5; the held-out
     # captions of every evaluation keep 0.5)
     shapes_two_object_share: float = 0.5
@@ -321,6 +326,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
          "data.shapes_background_first must be in [0, 1]"),
         (cfg.data.shapes_unnamed_background in ("any", *COLOUR_NAMES),
          f"data.shapes_unnamed_background must be 'any' or one of {', '.join(COLOUR_NAMES)}"),
+        (0.0 <= cfg.data.shapes_contrast_shape_share <= 1.0,
+         "data.shapes_contrast_shape_share must be in [0, 1]"),
         (0.0 <= cfg.data.shapes_two_object_share <= 1.0,
          "data.shapes_two_object_share must be in [0, 1]"),
         (cfg.damsm.image_encoder in ("inception", "cnn"),

@@ -33,6 +33,7 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
                              unnamed_background=cfg.data.shapes_unnamed_background,
                              background_first=cfg.data.shapes_background_first,
                              two_object_share=cfg.data.shapes_two_object_share,
+                             contrast_shape_share=cfg.data.shapes_contrast_shape_share,
                              cache_images=cache_images)
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")

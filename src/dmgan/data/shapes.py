@@ -205,7 +205,7 @@ def traded(scene: Scene, attribute: str) -> Scene:
 
 
 def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0,
-                   background: bool = True) -> Scene:
+                   background: bool = True, shape_share: float = 0.0) -> Scene:
     """The scene with one thing changed: an object's shape, colour, size or position, the
     background, or (two objects) their colours or shapes swapped. Its caption is a hard
     negative: it differs from the true one in a word or two.
@@ -216,7 +216,9 @@ def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float 
     and has which colour. 0 draws the change uniformly among all kinds (and no extra
     random number).
     background: whether the caption names the background; when it does not, the background
-    is never the one thing changed (the contrast caption would be the true one)."""
+    is never the one thing changed (the contrast caption would be the true one).
+    shape_share: the share of the other contrasts whose one change is an object's shape
+    (0: shape is one of the equally likely kinds, and no extra random number)."""
     objs = list(scene.objects)
     if len(objs) == 2 and swap_share > 0 and rng.random() < swap_share:
         colours = objs[0].colour != objs[1].colour and rng.random() < 0.5
@@ -227,7 +229,10 @@ def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float 
     if len(objs) == 2:
         kinds += ["swap_colour", "swap_shape"] if (objs[0].colour != objs[1].colour
                                                    or objs[0].shape != objs[1].shape) else []
-    kind = kinds[int(rng.integers(len(kinds)))]
+    if shape_share > 0 and rng.random() < shape_share:
+        kind = "shape"
+    else:
+        kind = kinds[int(rng.integers(len(kinds)))]
     used = {x.colour for x in objs}
 
     def other(values, current):
@@ -288,6 +293,7 @@ class ShapesDataset(Dataset):
         background_first: float = 0.0,
         two_object_share: float = 0.5,
         cache_images: bool = False,
+        contrast_shape_share: float = 0.0,
     ):
         """background_phrase: the share of captions that name the background (the rest
         leave it out; 1.0 draws no extra random number, so captions stay as they were).
@@ -303,6 +309,8 @@ class ShapesDataset(Dataset):
         background phrase opens the caption ("on a blue background a red circle ...").
         two_object_share: the share of scenes with two objects (0.5: the held-out captions
         every evaluation reads).
+        contrast_shape_share: the share of contrast captions (those not trading two objects'
+        colours or places) that change an object's shape (`contrast_scene`).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
@@ -314,11 +322,13 @@ class ShapesDataset(Dataset):
                             ("swap_share", swap_share),
                             ("background_negative", background_negative),
                             ("background_first", background_first),
-                            ("two_object_share", two_object_share)):
+                            ("two_object_share", two_object_share),
+                            ("contrast_shape_share", contrast_shape_share)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {share}")
         self.background_phrase, self.two_object_share = background_phrase, two_object_share
         self.contrast, self.swap_share = contrast, swap_share
+        self.contrast_shape_share = contrast_shape_share
         self.background_negative = background_negative
         if unnamed_background != "any" and unnamed_background not in COLOURS:
             raise ValueError(f"unnamed_background must be 'any' or a colour name, got "
@@ -365,7 +375,9 @@ class ShapesDataset(Dataset):
                 negative = _articles(f"{caption} on a {shade} background")
             else:
                 negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share,
-                                                   background=named), wording,
+                                                   background=named,
+                                                   shape_share=self.contrast_shape_share),
+                                    wording,
                                     name_background=named, background_first=first)
         return scene, caption, rng, named, negative
 
