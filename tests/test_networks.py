@@ -51,6 +51,26 @@ def test_batched_words_loss_equals_loop(with_classes):
     assert [a.shape[1] for a in got.attention] == lengths.tolist()
 
 
+@pytest.mark.parametrize("regions_side", [3, 5])  # 9 regions < 16 features: the Gram form
+def test_words_loss_equals_loop_in_values_and_gradients(regions_side):
+    torch.manual_seed(1)
+    b, d, t = 5, 16, 7
+    lengths = torch.tensor([7, 2, 5, 7, 1])
+    regions = torch.randn(b, d, regions_side, regions_side, dtype=torch.float64)
+    words = torch.randn(b, d, t, dtype=torch.float64)
+    words = words * (torch.arange(t)[None, :] < lengths[:, None]).unsqueeze(1)
+    grads = []
+    for fn in (lambda r, w: words_loss(r, w, lengths, gamma1=4.0, gamma2=5.0, gamma3=10.0),
+               lambda r, w: _words_loss_loop(r, w, lengths, None, 4.0, 5.0, 10.0)):
+        r, w = regions.clone().requires_grad_(True), words.clone().requires_grad_(True)
+        out = fn(r, w)
+        loss0, loss1 = (out.loss0, out.loss1) if hasattr(out, "loss0") else out
+        (loss0 + 2 * loss1).backward()
+        grads.append((loss0.detach(), loss1.detach(), r.grad, w.grad))
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+
+
 def test_words_loss_sees_no_difference_between_a_region_grid_and_its_upsampled_copy():
     """Why the small DAMSM encoder keeps 4 x 4 regions of a 32 px input rather than an
     8 x 8 copy of them: the word attention's context, and so the loss, are the same, at a

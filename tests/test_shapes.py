@@ -157,6 +157,33 @@ def test_contrast_shape_share_makes_contrasts_change_a_shape():
         ShapesDataset(split="train", length=3, contrast_shape_share=2.0)
 
 
+def test_without_jitter_each_caption_has_one_picture():
+    """jitter=0: the picture of a scene is the same whatever the sample's draws (its one
+    picture, rendered without a generator); the captions, contrasts and scenes are those of
+    the jittered data, and the pictures differ from them only by where the objects sit."""
+    from dmgan.data.shapes import render
+
+    sharp = ShapesDataset(split="train", length=30, image_sizes=(32,), contrast=True, jitter=0.0)
+    jittered = ShapesDataset(split="train", length=30, image_sizes=(32,), contrast=True)
+    moved = 0
+    for i in range(30):
+        a, b = sharp[i], jittered[i]
+        assert a.attributes == b.attributes
+        assert torch.equal(a.caption, b.caption) and torch.equal(a.negative, b.negative)
+        one = np.asarray(render(sharp.scene(i)[0], 32), dtype=np.float32) / 127.5 - 1
+        torch.testing.assert_close(a.images[0], torch.from_numpy(one).permute(2, 0, 1))
+        assert torch.equal(a.images[0][:, 0, 0], b.images[0][:, 0, 0])  # the background
+        moved += not torch.equal(a.images[0], b.images[0])
+    assert moved == 30
+    with pytest.raises(ValueError, match="jitter"):
+        ShapesDataset(split="train", length=3, jitter=0.5)
+    from dmgan.config import ConfigError, override
+
+    assert override(preset("shapes"), ["data.shapes_jitter=0"]).data.shapes_jitter == 0
+    with pytest.raises(ConfigError, match="shapes_jitter"):
+        override(preset("shapes"), ["data.shapes_jitter=-1"])
+
+
 def test_contrast_captions_differ_from_the_caption_when_the_background_is_left_out():
     """A caption without the background phrase never gets the background as its one change
     (that negative would be the true caption); with `background_negative` its contrast is

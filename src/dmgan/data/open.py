@@ -34,6 +34,7 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
                              background_first=cfg.data.shapes_background_first,
                              two_object_share=cfg.data.shapes_two_object_share,
                              contrast_shape_share=cfg.data.shapes_contrast_shape_share,
+                             jitter=cfg.data.shapes_jitter,
                              cache_images=cache_images)
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")

@@ -173,15 +173,21 @@ def _fill(scene: Scene, o: tuple[ShapeObject, ...], pick, rng: np.random.Generat
     return two[rng.integers(len(two))].format(**fields)
 
 
-def render(scene: Scene, size: int, rng: np.random.Generator | None = None) -> Image.Image:
-    """Draw at 4x and downsample (anti-aliased). rng jitters positions by up to 4% of the side."""
+JITTER = 0.04  # how far (a fraction of the side) each object may stray from its place
+
+
+def render(scene: Scene, size: int, rng: np.random.Generator | None = None, *,
+           jitter: float = JITTER) -> Image.Image:
+    """Draw at 4x and downsample (anti-aliased). rng jitters each object's position by up to
+    `jitter` of the side on each axis (the draws are taken with any jitter, 0 included, so
+    what the generator draws next does not depend on it)."""
     big = size * 4
     img = Image.new("RGB", (big, big), COLOURS[scene.background])
     draw = ImageDraw.Draw(img)
     for obj in scene.objects:
         ax, ay = _ANCHOR[obj.position]
         if rng is not None:
-            ax, ay = ax + rng.uniform(-0.04, 0.04), ay + rng.uniform(-0.04, 0.04)
+            ax, ay = ax + rng.uniform(-jitter, jitter), ay + rng.uniform(-jitter, jitter)
         cx, cy, r = ax * big, ay * big, _RADIUS[obj.size] * big
         fill = COLOURS[obj.colour]
         if obj.shape == "circle":
@@ -294,6 +300,7 @@ class ShapesDataset(Dataset):
         two_object_share: float = 0.5,
         cache_images: bool = False,
         contrast_shape_share: float = 0.0,
+        jitter: float = JITTER,
     ):
         """background_phrase: the share of captions that name the background (the rest
         leave it out; 1.0 draws no extra random number, so captions stay as they were).
@@ -311,6 +318,9 @@ class ShapesDataset(Dataset):
         every evaluation reads).
         contrast_shape_share: the share of contrast captions (those not trading two objects'
         colours or places) that change an object's shape (`contrast_scene`).
+        jitter: how far each object may stray from its place, a fraction of the side (0:
+        every caption has one picture, so the picture a generator should draw for it has
+        sharp edges; with jitter, the mean of the pictures it may have is blurred).
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
@@ -334,6 +344,9 @@ class ShapesDataset(Dataset):
             raise ValueError(f"unnamed_background must be 'any' or a colour name, got "
                              f"{unnamed_background!r}")
         self.unnamed_background, self.background_first = unnamed_background, background_first
+        if not 0.0 <= jitter <= 0.1:
+            raise ValueError(f"jitter must be in [0, 0.1], got {jitter}")
+        self.jitter = jitter
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -392,7 +405,7 @@ class ShapesDataset(Dataset):
         cached = self._cache.get(index)
         if cached is not None:
             return cached
-        img = render(scene, self.image_sizes[-1], rng)
+        img = render(scene, self.image_sizes[-1], rng, jitter=self.jitter)
         arrays = [np.asarray(img if s == self.image_sizes[-1]
                              else img.resize((s, s), Image.BILINEAR), dtype=np.uint8)
                   for s in self.image_sizes]

@@ -74,14 +74,27 @@ def words_loss(
     pad = torch.arange(t, device=words.device).unsqueeze(0) >= lengths.to(words.device).unsqueeze(1)
 
     # (B_i, B_j, T, R): words of caption i against regions of image j
-    scores = torch.einsum("idt,jdr->ijtr", words, ctx)
-    scores = scores.masked_fill(pad[:, None, :, None], float("-inf"))
+    raw = torch.einsum("idt,jdr->ijtr", words, ctx)
+    scores = raw.masked_fill(pad[:, None, :, None], float("-inf"))
     attn = torch.softmax(scores, dim=2)  # over words, per region
     attn = torch.softmax(attn * gamma1, dim=3)  # over regions, per word
-    context = torch.einsum("jdr,ijtr->ijdt", ctx, attn)  # (B_i, B_j, D, T)
 
-    w = words.unsqueeze(1)  # (B_i, 1, D, T)
-    cos = (w * context).sum(2) / (w.norm(dim=2) * context.norm(dim=2)).clamp(min=_EPS)
+    # cosine of each word with its context (the regions weighted by attn), (B_i, B_j, T)
+    if ctx.shape[2] < d:
+        # fewer regions than features (the small encoders' 4 x 4 grid): the context's dot
+        # product with the word and its squared norm follow from the (B_i, B_j, T, R)
+        # scores and each image's R x R Gram matrix, without the (B_i, B_j, D, T) contexts:
+        # w . (C a) = a . (C^T w) and |C a|^2 = a^T (C^T C) a. Same values (to rounding),
+        # 4x fewer FLOPs and 20x less memory traffic at 16 regions and D = 64.
+        dot = (attn * raw).sum(3)
+        gram = torch.bmm(ctx.transpose(1, 2), ctx)  # (B_j, R, R)
+        sq = (torch.einsum("ijtr,jrs->ijts", attn, gram) * attn).sum(3)
+        context_norm = sq.clamp(min=_EPS * _EPS).sqrt()
+    else:
+        context = torch.einsum("jdr,ijtr->ijdt", ctx, attn)  # (B_i, B_j, D, T)
+        dot = (words.unsqueeze(1) * context).sum(2)
+        context_norm = context.norm(dim=2)
+    cos = dot / (words.norm(dim=1).unsqueeze(1) * context_norm).clamp(min=_EPS)
     # log-sum-exp over each caption's own words; padded words contribute nothing
     sim = torch.exp(cos * gamma2).masked_fill(pad.unsqueeze(1), 0.0).sum(2).log()  # (B_i, B_j)
     scores_ij = sim.t() * gamma3  # rows: images, columns: captions

@@ -19,7 +19,7 @@ from dmgan.config import DMGANConfig
 from dmgan.fileio import atomic_write_text
 
 DAMSM_TARGET_R1 = 0.95  # caption -> image among 100 test images; reached at ~800 steps
-DAMSM_TARGET_CONTRAST = 0.88  # shapes32: 1,200-1,400 steps; it then reads shapes 0.7-0.8
+DAMSM_TARGET_CONTRAST = 0.88  # shapes32: 800 steps (1,200-1,400 with jittered objects)
 DAMSM_MAX_STEPS = 2500
 DAMSM_SHARE = 0.4  # at most this share of the minutes goes to the DAMSM
 JUDGE_RESERVE_MIN = 0.5  # minutes kept for judging and writing the report
