@@ -84,8 +84,8 @@ def words_loss(
         # fewer regions than features (the small encoders' 4 x 4 grid): the context's dot
         # product with the word and its squared norm follow from the (B_i, B_j, T, R)
         # scores and each image's R x R Gram matrix, without the (B_i, B_j, D, T) contexts:
-        # w . (C a) = a . (C^T w) and |C a|^2 = a^T (C^T C) a. Same values (to rounding),
-        # 4x fewer FLOPs and 20x less memory traffic at 16 regions and D = 64.
+        # w . (C a) = a . (C^T w) and |C a|^2 = a^T (C^T C) a. Same values (to rounding), a
+        # quarter of the FLOPs at 16 regions and D = 64 (bench/README.md, "A cheaper word loss").
         dot = (attn * raw).sum(3)
         gram = torch.bmm(ctx.transpose(1, 2), ctx)  # (B_j, R, R)
         sq = (torch.einsum("ijtr,jrs->ijts", attn, gram) * attn).sum(3)
