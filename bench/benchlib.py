@@ -92,7 +92,7 @@ def machine_record(device: torch.device | None = None, probe: bool = True) -> di
               "device": str(device)}
     if device.type == "cuda":
         record["gpu"] = torch.cuda.get_device_name(device)
-    from dmgan.device import configure_allocator
+    from dmgan.tuning import configure_allocator
 
     record["allocator"] = configure_allocator()[0]  # host memory (dmgan.device)
     if probe:

@@ -1,4 +1,4 @@
-"""One DAMSM pre-training step (the text and image encoders, the word, sentence and contrast
+"""One DAMSM pre-training step (the text and image encoders, the word, sentence and near-miss
 losses, the clipped Adam update) on batches of the built-in shapes data: median seconds,
 images/s, peak memory.
 
@@ -33,7 +33,7 @@ def main() -> None:
     from dmgan import preset
     from dmgan.data.collate import collate
     from dmgan.data.open import open_data
-    from dmgan.device import configure_allocator
+    from dmgan.tuning import configure_allocator
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.damsm import _damsm_losses
 

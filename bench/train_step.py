@@ -51,7 +51,7 @@ def main() -> None:
 
     from dmgan import build_discriminators, build_generator, preset
     from dmgan.config import override
-    from dmgan.device import configure_allocator
+    from dmgan.tuning import configure_allocator
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.gan import EMA, GANParts, train_step
     from dmgan.train.graphs import GraphedUpdate
@@ -78,9 +78,9 @@ def main() -> None:
     reals = [torch.rand(b, 3, s, s, device=dev).mul(2).sub(1).contiguous(memory_format=fmt)
              for s in cfg.generator.image_sizes]
     class_ids = torch.arange(b, device=dev)
-    # the shapes preset's contrast captions (train.contrast_negatives): random ones here
+    # the shapes preset's near-miss captions (train.near_miss_negatives): random ones here
     negatives = torch.randint(1, cfg.text.vocab_size, (b, t), device=dev)
-    use_negatives = cfg.train.contrast_negatives
+    use_negatives = cfg.train.near_miss_negatives
     dtype = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
     parts = GANParts(g=g, g_run=g_run, ds=ds, opt_g=opt_g, opt_ds=opt_ds, ema=ema,
                      text_encoder=te, image_encoder=ie, scaler=scaler)

@@ -205,7 +205,7 @@ CASES += [
         (["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/dm"],
          ("--target-r1", "0"), "--target-r1"),
         (["pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out", "{d}/dm"],
-         ("--target-contrast", "1.5"), "--target-contrast"),
+         ("--target-near-miss", "1.5"), "--target-near-miss"),
         (["demo"], ("--preset", "bird"), "--preset"),
     ]
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -156,54 +157,100 @@ def test_readme_lists_the_bundled_models_vocabulary():
     assert listed == [w for w in vocab if w != "<end>"]
 
 
+def _bundled_lines() -> list[list[str]]:
+    return [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
+
+
+def _dmgan_args(line: list[str]) -> list[str]:
+    """A README command line without its environment assignments and `dmgan`."""
+    while "=" in line[0]:
+        line = line[1:]
+    assert line[0] == "dmgan", line
+    return line[1:]
+
+
 def test_readme_bundled_model_commands_parse_and_chain():
-    """The bundled model's recipe, on a CPU alone: a DAMSM from scratch with binding
-    negatives, a critic (word-reading Ds taught on real pictures which caption is theirs,
-    one-object pictures and captions without the background included) in two parts, the
-    GAN from scratch on them with the caption's own picture as a teacher, and its best
-    snapshot exported into the package."""
-    lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    damsm, critic1, critic2, train, export = lines
-    parse = build_parser().parse_args
-    assert damsm[:3] == ["OMP_NUM_THREADS=2", "dmgan", "pretrain-damsm"]
-    m = parse(damsm[2:])
-    assert m.preset == "shapes" and m.data == "shapes" and m.init_from is None
-    for c in (critic1, critic2):
-        assert c[:3] == ["OMP_NUM_THREADS=2", "python", "bench/warm_match.py"]
-        assert c[3] == f"{m.out}/damsm.pt" and "--more" in c and "--one-object" in c
-        # the critic learns on captions and pictures like the GAN's
-        assert c[c.index("--unnamed-background") + 1] == "white"
-    assert critic2[critic2.index("--critic") + 1] == critic1[4] and critic2[4] != critic1[4]
-    assert train[:3] == ["OMP_NUM_THREADS=2", "dmgan", "train"]
-    g = parse(train[2:])
-    assert g.command == "train" and g.preset == "shapes" and g.data == "shapes"
-    assert g.damsm == f"{m.out}/damsm.pt" and g.critic == critic2[4]
-    assert g.init_from is None and not g.resume and g.max_steps and g.device == "cpu"
-    for option in ("discriminator.word_match=true", "discriminator.word_context=1",
-                   "generator.word_context=1", "loss.g_contrast_weight=2",
-                   "loss.pixel_weight=300", "data.shapes_unnamed_background=white",
-                   *[x for x in m.set if "swap_share" in x]):
-        assert option in g.set, option
-    e = parse(export[1:])
-    assert e.checkpoint == f"{g.out}/best.pt"
-    assert e.output == "src/dmgan/assets/shapes_model.pt"
+    """The bundled model's recipe is package commands and the preset alone: a DAMSM, a
+    critic on it, the GAN on both, its best snapshot exported into the package; no --set,
+    no script."""
+    lines = _bundled_lines()
+    assert all("python" not in line and not any("bench/" in w for w in line) for line in lines)
+    damsm, critic, train, export = (build_parser().parse_args(_dmgan_args(x)) for x in lines)
+    assert [a.command for a in (damsm, critic, train, export)] == [
+        "pretrain-damsm", "train-critic", "train", "export"]
+    for a in (damsm, critic, train):
+        assert a.preset == "shapes" and a.set == [] and getattr(a, "init_from", None) is None
+    assert damsm.data == train.data == "shapes"
+    assert critic.damsm == train.damsm == f"{damsm.out}/damsm.pt"
+    assert train.critic == f"{critic.out}/critic.pt"
+    assert not train.resume and train.max_steps and train.device == "cpu"
+    assert export.checkpoint == f"{train.out}/best.pt"
+    assert export.output == "src/dmgan/assets/shapes_model.pt"
 
 
-def test_the_bundled_model_was_trained_as_the_readme_says():
-    """The exported model's own record of its settings carries the README's options."""
+def test_the_bundled_model_was_trained_with_the_presets_settings():
+    """The exported model's own record of its settings is the `shapes` preset's (the DAMSM's
+    rate was set on the DAMSM's command, which its provenance lists), and its file records
+    how it was made and what its captions need."""
+    from dmgan.checkpoint import load_checkpoint
+    from dmgan.config import preset
+    from dmgan.pipeline import bundled_model_path
+
+    cfg, payload = load_checkpoint(bundled_model_path())
+    want = preset("shapes")
+    for section in ("text", "generator", "discriminator", "loss", "train", "critic", "data"):
+        assert getattr(cfg, section) == getattr(want, section), section
+    assert cfg.damsm == dataclasses.replace(want.damsm, lr=2e-3)
+    prov = payload["provenance"]
+    assert prov["preset"] == "shapes" and prov["steps"] == payload["trained_steps"] == 6000
+    assert any("damsm.lr=1e-3" in c for c in prov["commands"])
+    assert [n["part"] for n in payload["reads"]["needs"]] == ["place"]
+
+
+def test_readme_results_are_the_bundled_models_record():
+    """The README's results row for the bundled model is the report its file carries."""
     from dmgan.checkpoint import load_checkpoint
     from dmgan.pipeline import bundled_model_path
 
-    lines = [shlex.split(x) for x in _readme_block("readme:bundled").strip().splitlines()]
-    g = build_parser().parse_args(lines[3][2:])
-    from dmgan.config import override, preset
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- readme:results -->", 1)[1]
+    row = next(ln for ln in table.splitlines() if ln.startswith("| the bundled model"))
+    values = [float(x) for x in row.strip("|").split("|")[1:]]
+    report = load_checkpoint(bundled_model_path())[1]["provenance"]["report"]
+    keys = ["colour", "shape", "size", "position", "background", "all", "two_object_all"]
+    assert values == [report[k] for k in keys]
 
-    cfg = load_checkpoint(bundled_model_path())[0]
-    want = override(preset(g.preset), g.set)
-    assert cfg.name == want.name
-    for option in g.set:
-        section, name = option.split("=")[0].split(".")
-        assert getattr(getattr(cfg, section), name) == getattr(getattr(want, section), name), option
+
+@pytest.mark.slow  # a whole run (README quick tests leave it out)
+def test_the_bundled_recipe_runs_end_to_end(tmp_path):
+    """The README's four commands as written, with tiny step counts and pools, rebuild a
+    model file whose provenance lists exactly those commands and which generates."""
+    import torch
+
+    model = tmp_path / "model.pt"
+    ran = []
+    for line in _bundled_lines():
+        args = _dmgan_args(line)
+        if "--max-steps" in args:
+            args[args.index("--max-steps") + 1] = "2"
+        if args[0] == "train-critic":
+            args += ["--max-steps", "2", "--log-every", "1", "--set", "critic.train_samples=100"]
+        if args[0] == "train":
+            args += ["--eval-captions", "10", "--min-damsm-r1", "0", "--ckpt-every", "1"]
+        if args[0] == "export":
+            args[args.index("-o") + 1] = str(model)
+        res = subprocess.run([sys.executable, "-m", "dmgan", *args], capture_output=True,
+                             text=True, timeout=900, cwd=tmp_path)
+        assert res.returncode == 0, (args, res.stderr[-2000:])
+        ran.append(shlex.join(["dmgan", *args]))
+    payload = torch.load(model, weights_only=True)
+    assert payload["provenance"]["commands"] == ran
+    assert payload["provenance"]["preset"] == "shapes" and payload["provenance"]["report"]
+    assert [n["part"] for n in payload["reads"]["needs"]] == ["place"]
+    res = subprocess.run([sys.executable, "-m", "dmgan", "generate", "a red circle",
+                          "--checkpoint", str(model), "-o", str(tmp_path / "x.png")],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and "name where each object is" in res.stderr
 
 
 def test_every_option_has_help_and_every_command_an_example():
@@ -273,7 +320,7 @@ def test_eval_a_model_on_the_shapes_data_and_the_vocabulary_export_writes(tmp_pa
 
     _, payload = load_checkpoint(bundled_model_path())
     Vocabulary(payload["vocab"]).save(tmp_path / "v.json")
-    from dmgan.metrics.evaluate import read_captions_jsonl
+    from dmgan.metrics.registry import read_captions_jsonl
 
     items = read_captions_jsonl(tmp_path / "imgs" / "captions.jsonl", tmp_path / "imgs",
                                 Vocabulary.load(tmp_path / "v.json"))

@@ -40,3 +40,34 @@ def test_unknown_preset_and_fields():
     data["generator"]["gf"] = 3
     with pytest.raises(ConfigError, match="unknown field"):
         DMGANConfig.from_dict(data)
+
+
+def test_older_files_load_under_the_new_names_and_retired_fields_are_refused_when_set():
+    """A config written before the renames and retirements (the bundled model's file had one)
+    reads under the new names; a retired field at the value that remains is dropped, at any
+    other value refused with the reason, and --set names the new field."""
+    from dmgan.config import DMGANConfig, override, preset
+    from dmgan.errors import ConfigError
+
+    old = preset("shapes").to_dict()
+    old["generator"]["init_words"] = old["generator"].pop("first_stage_read_px")
+    old["loss"]["g_contrast_weight"] = old["loss"].pop("caption_preference_weight")
+    old["train"]["contrast_negatives"] = old["train"].pop("near_miss_negatives")
+    old["damsm"]["contrast_negatives"] = old["damsm"].pop("near_miss_negatives")
+    old["loss"] |= {"adversarial": "bce", "ma_gp_weight": 0.0, "ma_gp_power": 6.0,
+                    "pixel_norm": "l2", "pixel_stages": 0, "damsm_contrast_weight": 0.0}
+    old["train"] |= {"hard_negatives": False, "sample_condition": True}
+    old["data"] |= {"shapes_background_negative": 0.0, "shapes_two_object_share": 0.5,
+                    "shapes_contrast_shape_share": 0.0}
+    del old["critic"]  # files before the critic section
+    assert DMGANConfig.from_dict(old) == preset("shapes")
+    for section, name, value in (("loss", "adversarial", "hinge"),
+                                 ("train", "sample_condition", False),
+                                 ("data", "shapes_two_object_share", 0.8)):
+        changed = {**old, section: {**old[section], name: value}}
+        with pytest.raises(ConfigError, match=f"{section}.{name}=.* was retired"):
+            DMGANConfig.from_dict(changed)
+    with pytest.raises(ConfigError, match="it is now generator.first_stage_read_px"):
+        override(preset("tiny"), ["generator.init_words=8"])
+    with pytest.raises(ConfigError, match="it was retired"):
+        override(preset("tiny"), ["train.hard_negatives=true"])

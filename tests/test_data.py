@@ -291,12 +291,12 @@ def test_damsm_data_smaller_than_a_batch_is_refused(tmp_path):
 
 def test_the_run_long_loader_follows_the_epoch_in_persistent_workers():
     """One DataLoader for a run: its worker outlives the epoch, and every sample it gives
-    is the one the dataset gives for that epoch (contrast captions are drawn per epoch)."""
+    is the one the dataset gives for that epoch (near-miss captions are drawn per epoch)."""
     from dmgan.data.loader import epoch_batches, epoch_loader
     from dmgan.data.shapes import ShapesDataset
 
     def fresh():
-        return ShapesDataset(length=24, contrast=True, image_sizes=(16,), cache_images=True)
+        return ShapesDataset(length=24, near_misses=True, image_sizes=(16,), cache_images=True)
 
     order, loader = epoch_loader(fresh(), 8, seed=3, workers=1)
     assert loader.persistent_workers

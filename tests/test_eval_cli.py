@@ -124,7 +124,7 @@ def test_generated_images_with_their_captions_are_a_dataset_folder(tmp_path):
     """One captions.jsonl schema: what eval --save-images writes opens as a custom dataset,
     and a dataset's captions.jsonl ("captions": a list) reads as an eval captions file."""
     from dmgan.data.datasets import open_dataset
-    from dmgan.metrics.evaluate import read_captions_jsonl
+    from dmgan.metrics.registry import read_captions_jsonl
     from dmgan.pipeline import bundled_model_path
 
     folder = tmp_path / "gen"

@@ -9,9 +9,9 @@ import torch
 from dmgan import build_discriminators, build_generator, preset
 from dmgan.models import build_image_encoder, build_text_encoder
 from dmgan.nn.text_encoder import TextEncoding, padding_mask
-from dmgan.train.gan import EMA, GANParts, train_step
 from dmgan.train.graphs import GraphedUpdate, pad_words
 from dmgan.train.runtime import Runtime
+from dmgan.train.step import EMA, GANParts, train_step
 
 CUDA = torch.cuda.is_available()
 
@@ -163,26 +163,6 @@ def test_recorded_updates_follow_the_eager_step_on_cuda(name):
     assert graphed.recorded_at == 4 and graphed.eager_calls == 1
     _assert_same_training(losses, replayed, plain_losses, plain, rtol=5e-3, atol=1e-4,
                           drift=0.1)
-
-
-def test_sample_condition_off_trains_on_the_mean_code():
-    """train.sample_condition=false: no draw around the mean condition code, so the update
-    no longer depends on the global RNG (with it on, it does)."""
-    import dataclasses
-
-    base = preset("tiny")
-    for sample, same in ((True, False), (False, True)):
-        cfg = dataclasses.replace(base, train=dataclasses.replace(base.train,
-                                                                  sample_condition=sample))
-        batches = _batches(cfg, torch.device("cpu"), [4])
-        runs = []
-        for seed in (5, 6):
-            parts = _parts(cfg, torch.device("cpu"))
-            torch.manual_seed(seed)
-            train_step(parts, cfg, Runtime(torch.device("cpu")), step=0,
-                       noise_gen=torch.Generator().manual_seed(3), **batches[0])
-            runs.append(_flat(parts))
-        assert torch.equal(runs[0], runs[1]) == same
 
 
 def test_an_optimizer_state_saved_under_cuda_graphs_resumes_without_them():

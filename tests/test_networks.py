@@ -340,10 +340,10 @@ def test_spectral_norm_reads_a_channels_last_weight_without_changing_anything():
     torch.testing.assert_close(a.weight.grad, b.weight.grad, rtol=1e-10, atol=1e-12)
 
 
-def _reading_generator(init_words: int, *, memory: bool = True):
+def _reading_generator(first_stage_read_px: int, *, memory: bool = True):
     cfg = preset("small").replace(generator=GeneratorConfig(
         gf_dim=4, z_dim=8, condition_dim=4, num_stages=2, base_size=16, res_blocks=1,
-        mask_mode="exact", init_words=init_words, memory=memory))
+        mask_mode="exact", first_stage_read_px=first_stage_read_px, memory=memory))
     torch.manual_seed(0)
     return build_generator(cfg).eval()
 
@@ -390,10 +390,10 @@ def test_word_reading_size_is_validated():
 
     base = preset("shapes")
     for bad in (2, 6, 32):
-        with pytest.raises(ConfigError, match="init_words"):
-            override(base, [f"generator.init_words={bad}"])
-    assert override(base, ["generator.init_words=8"]).generator.init_words == 8
-    assert preset("bird").generator.init_words == 0  # the released generator reads no words there
+        with pytest.raises(ConfigError, match="first_stage_read_px"):
+            override(base, [f"generator.first_stage_read_px={bad}"])
+    assert override(base, ["generator.first_stage_read_px=8"]).generator.first_stage_read_px == 8
+    assert preset("bird").generator.first_stage_read_px == 0  # the released generator reads no words there
 
 
 def test_folded_batch_norm_keeps_a_word_reading_generator():
@@ -441,7 +441,7 @@ def test_word_context_settings_are_validated():
     from dmgan import ConfigError
     from dmgan.config import config_for
 
-    base = preset("shapes")
+    base = preset("tiny")
     with pytest.raises(ConfigError, match="discriminator.word_context"):
         override(base, ["discriminator.word_context=1"])  # D reads no words without word_match
     with pytest.raises(ConfigError, match="generator.word_context"):

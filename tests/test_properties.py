@@ -107,7 +107,9 @@ def test_numeric_options_accept_or_refuse_cleanly(option, value):
                 "export": ["--checkpoint", "c", "-o", "o"],
                 "explain": ["a red disk"],
                 "pretrain-damsm": ["--preset", "tiny", "--data", "shapes", "--out", "o"],
-                "train": ["--preset", "tiny", "--data", "shapes", "--out", "o"]}.get(command, [])
+                "train": ["--preset", "tiny", "--data", "shapes", "--out", "o"],
+                "train-critic": ["--preset", "tiny", "--damsm", "d", "--out", "o"],
+                }.get(command, [])
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):

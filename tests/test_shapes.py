@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dmgan import build_generator, preset
+from dmgan.config import DataConfig
 from dmgan.data.collate import collate
-from dmgan.data.oracle import ShapesOracle, judge, load_oracle, oracle_loss, targets
+from dmgan.metrics.oracle import ShapesOracle, judge, load_oracle, oracle_loss, targets
 from dmgan.data.shapes import COLOURS, PAIRS, ShapesDataset, vocabulary
 from dmgan.data.vocab import tokenize
 
@@ -101,8 +102,8 @@ def test_shapes_preset_generator_runs_at_16_32_64():
     assert [i.shape[-1] for i in out.images] == [16, 32, 64]
 
 
-def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
-    from dmgan.data.shapes import contrast_scene, traded
+def test_swap_share_makes_two_object_near_misses_trade_colours_or_places():
+    from dmgan.data.shapes import near_miss_scene, traded
 
     data = ShapesDataset(split="train", length=300, image_sizes=(16,))
     kinds = {"colour": 0, "position": 0}
@@ -112,7 +113,7 @@ def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
         if len(scene.objects) != 2 or scene.objects[0].colour == scene.objects[1].colour:
             continue
         two += 1
-        b = contrast_scene(scene, np.random.default_rng(i), swap_share=1.0)
+        b = near_miss_scene(scene, np.random.default_rng(i), swap_share=1.0)
         kind = next(k for k in kinds if b == traded(scene, k))
         kinds[kind] += 1
         if kind == "position":  # the objects keep everything but their places
@@ -120,7 +121,7 @@ def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
         else:
             assert [o.colour for o in b.objects] == [o.colour for o in scene.objects][::-1]
             assert [o.shape for o in b.objects] == [o.shape for o in scene.objects]
-        c = contrast_scene(scene, np.random.default_rng(i))
+        c = near_miss_scene(scene, np.random.default_rng(i))
         by_chance += c in (traded(scene, "colour"), traded(scene, "position"))
     assert two > 50 and min(kinds.values()) > two / 4
     assert by_chance < two / 2  # without the share, two kinds of seven
@@ -128,43 +129,18 @@ def test_swap_share_makes_two_object_contrasts_trade_colours_or_places():
     scene = data.scene(3)[0]
     assert data.caption_for(3, scene) == data.scene(3)[1]
     with pytest.raises(ValueError, match="swap_share"):
-        ShapesDataset(split="train", length=3, swap_share=1.5)
-
-
-def test_contrast_shape_share_makes_contrasts_change_a_shape():
-    """contrast_shape_share: that share of the contrasts changes one object's shape and
-    nothing else; 0 leaves the draws as they were (the same contrast for the same rng)."""
-    from dmgan.data.shapes import contrast_scene
-
-    data = ShapesDataset(split="train", length=200, image_sizes=(16,))
-    shape_only = 0
-    for i in range(200):
-        scene = data.scene(i)[0]
-        c = contrast_scene(scene, np.random.default_rng(i), shape_share=1.0)
-        changed = [(a, b) for a, b in zip(scene.objects, c.objects, strict=True) if a != b]
-        assert len(changed) == 1 and c.background == scene.background
-        a, b = changed[0]
-        assert a.shape != b.shape and (a.colour, a.size, a.position) == (b.colour, b.size, b.position)
-        by_chance = contrast_scene(scene, np.random.default_rng(i))
-        assert by_chance == contrast_scene(scene, np.random.default_rng(i), shape_share=0.0)
-        shape_only += sum(x.shape != y.shape for x, y in zip(scene.objects, by_chance.objects,
-                                                             strict=True)) == 1
-    assert shape_only < 100  # without the share, one kind of five to seven (or a swap)
-    ds = ShapesDataset(split="train", length=40, image_sizes=(16,), contrast=True,
-                       contrast_shape_share=1.0)
-    assert all(ds[i].negative is not None for i in range(40))
-    with pytest.raises(ValueError, match="contrast_shape_share"):
-        ShapesDataset(split="train", length=3, contrast_shape_share=2.0)
+        ShapesDataset(split="train", length=3, options=DataConfig(shapes_swap_share=1.5))
 
 
 def test_without_jitter_each_caption_has_one_picture():
     """jitter=0: the picture of a scene is the same whatever the sample's draws (its one
-    picture, rendered without a generator); the captions, contrasts and scenes are those of
+    picture, rendered without a generator); the captions, near misses and scenes are those of
     the jittered data, and the pictures differ from them only by where the objects sit."""
     from dmgan.data.shapes import render
 
-    sharp = ShapesDataset(split="train", length=30, image_sizes=(32,), contrast=True, jitter=0.0)
-    jittered = ShapesDataset(split="train", length=30, image_sizes=(32,), contrast=True)
+    sharp = ShapesDataset(split="train", length=30, image_sizes=(32,), near_misses=True,
+                          options=DataConfig(shapes_jitter=0.0))
+    jittered = ShapesDataset(split="train", length=30, image_sizes=(32,), near_misses=True)
     moved = 0
     for i in range(30):
         a, b = sharp[i], jittered[i]
@@ -176,7 +152,7 @@ def test_without_jitter_each_caption_has_one_picture():
         moved += not torch.equal(a.images[0], b.images[0])
     assert moved == 30
     with pytest.raises(ValueError, match="jitter"):
-        ShapesDataset(split="train", length=3, jitter=0.5)
+        ShapesDataset(split="train", length=3, options=DataConfig(shapes_jitter=0.5))
     from dmgan.config import ConfigError, override
 
     assert override(preset("shapes"), ["data.shapes_jitter=0"]).data.shapes_jitter == 0
@@ -184,51 +160,29 @@ def test_without_jitter_each_caption_has_one_picture():
         override(preset("shapes"), ["data.shapes_jitter=-1"])
 
 
-def test_contrast_captions_differ_from_the_caption_when_the_background_is_left_out():
+def test_near_misses_differ_from_the_caption_when_the_background_is_left_out():
     """A caption without the background phrase never gets the background as its one change
-    (that negative would be the true caption); with `background_negative` its contrast is
-    the caption naming the background in an object's colour."""
-    from dmgan.data.shapes import contrast_scene
+    (that negative would be the true caption)."""
+    from dmgan.data.shapes import near_miss_scene
 
-    data = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.0,
-                         contrast=True)
+    data = ShapesDataset(split="train", length=200, image_sizes=(16,), near_misses=True,
+                         options=DataConfig(shapes_background_phrase=0.0))
     for i in range(200):
         scene, caption, _, named = data.scene(i)
         assert not named
         for k in range(4):
-            other = contrast_scene(scene, np.random.default_rng([i, k]), background=False)
+            other = near_miss_scene(scene, np.random.default_rng([i, k]), background=False)
             assert other.background == scene.background
             assert data.caption_for(i, other) != caption
         assert data._draw(i)[4] != caption
-    shaded = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
-                           contrast=True, background_negative=1.0)
-    plain = ShapesDataset(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
-                          contrast=True)
-    left_out = 0
-    for i in range(200):
-        scene, caption, _, named, negative = shaded._draw(i)
-        if named:  # captions that name the background keep their contrast captions
-            assert negative == plain._draw(i)[4]
-            continue
-        left_out += 1
-        head, _, colour = negative.removesuffix(" background").rpartition(" on a")
-        assert head == caption and colour.strip().removeprefix("n ") in {
-            o.colour for o in scene.objects}
-    assert 50 < left_out < 150
-    sample = shaded[next(i for i in range(200) if not shaded._draw(i)[3])]
-    assert sample.negative_length > sample.length
-    with pytest.raises(ValueError, match="background_negative"):
-        ShapesDataset(split="train", length=3, background_negative=-0.1)
-    # the config field reaches the data the training opens
+    # the config's data section reaches the data the training opens
     from dmgan.config import override, preset
     from dmgan.data.open import open_data
-    from dmgan.errors import ConfigError
 
-    cfg = override(preset("shapes"), ["data.shapes_background_negative=1"])
+    cfg = override(preset("tiny"), ["data.shapes_background_phrase=0"])
     opened = open_data(cfg, "shapes", "train", seed=0, max_words=30)
-    assert opened.background_negative == 1.0 and opened.contrast
-    with pytest.raises(ConfigError, match="shapes_background_negative"):
-        override(preset("shapes"), ["data.shapes_background_negative=2"])
+    assert opened.background_phrase == 0.0 and opened.near_misses
+    assert not any(opened.scene(i)[3] for i in range(20))
 
 
 def test_an_unnamed_background_can_be_one_colour():
@@ -237,8 +191,10 @@ def test_an_unnamed_background_can_be_one_colour():
     captions that name it, stay as they were."""
     from dmgan.data.shapes import plain_background
 
-    kw = dict(split="train", length=120, image_sizes=(16,), background_phrase=0.5)
-    plain, anyc = ShapesDataset(unnamed_background="white", **kw), ShapesDataset(**kw)
+    kw = dict(split="train", length=120, image_sizes=(16,))
+    plain = ShapesDataset(options=DataConfig(shapes_background_phrase=0.5,
+                                             shapes_unnamed_background="white"), **kw)
+    anyc = ShapesDataset(options=DataConfig(shapes_background_phrase=0.5), **kw)
     unnamed = 0
     for i in range(120):
         (scene, caption, _, named), (other, caption2, _, _) = plain.scene(i), anyc.scene(i)
@@ -258,16 +214,16 @@ def test_an_unnamed_background_can_be_one_colour():
     assert plain_background(two, "red") in {"red", "white", "black"} - {
         o.colour for o in two.objects}
     with pytest.raises(ValueError, match="unnamed_background"):
-        ShapesDataset(split="train", length=3, unnamed_background="pink")
+        ShapesDataset(split="train", length=3, options=DataConfig(shapes_unnamed_background="pink"))
 
 
 def test_the_background_phrase_can_open_the_caption():
     """`background_first`: that share of the captions that name the background say it first,
-    the rest worded as without it; contrast captions and `caption_for` follow suit."""
-    kw = dict(split="train", length=200, image_sizes=(16,), background_phrase=0.5,
-              contrast=True)
-    data = ShapesDataset(background_first=1.0, **kw)
-    plain = ShapesDataset(**kw)
+    the rest worded as without it; near-miss captions and `caption_for` follow suit."""
+    kw = dict(split="train", length=200, image_sizes=(16,), near_misses=True)
+    data = ShapesDataset(options=DataConfig(shapes_background_phrase=0.5,
+                                            shapes_background_first=1.0), **kw)
+    plain = ShapesDataset(options=DataConfig(shapes_background_phrase=0.5), **kw)
     first = 0
     for i in range(200):
         scene, caption, _, named, negative = data._draw(i)
@@ -283,4 +239,4 @@ def test_the_background_phrase_can_open_the_caption():
         assert data.caption_for(i, scene) == caption
     assert 50 < first < 150
     with pytest.raises(ValueError, match="background_first"):
-        ShapesDataset(split="train", length=3, background_first=2.0)
+        ShapesDataset(split="train", length=3, options=DataConfig(shapes_background_first=2.0))

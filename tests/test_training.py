@@ -196,7 +196,7 @@ def test_no_memory_ablation_trains(tmp_path, damsm):
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, damsm, monkeypatch):
     from dmgan import DMGANError
-    from dmgan.train import gan
+    from dmgan.train import step as gan
 
     real = gan.generator_loss
     calls = {"n": 0}
@@ -221,8 +221,8 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tmp_path, damsm, mon
 
 @pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_sigkill_and_resume_end_bit_identical(tmp_path):
-    """bench/fault_injection.py with a few kills (the full run uses 10)."""
-    script = Path(__file__).resolve().parents[1] / "bench" / "fault_injection.py"
+    """tests/fault_injection.py with a few kills (the full run uses 10)."""
+    script = Path(__file__).resolve().parent / "fault_injection.py"
     res = subprocess.run([sys.executable, str(script), "--kills", "2", "--steps", "80",
                           "--out", str(tmp_path / "summary.json")], capture_output=True, text=True,
                          timeout=600)
@@ -350,7 +350,7 @@ def test_init_from_starts_a_new_run_from_trained_networks(tmp_path, damsm):
     assert after["options"]["init_from"] == str(source.resolve())
     assert all(v["step"].item() == 1 for v in after["optimizers"]["generator"]["state"].values())
     # an exported model has no discriminators: they start afresh
-    from dmgan.checkpoint import export_model
+    from dmgan.export import export_model
 
     export_model(source, tmp_path / "model.pt")
     g2, ema2, ds2 = build_generator(cfg), build_generator(cfg), build_discriminators(cfg)
@@ -376,8 +376,8 @@ def test_init_from_may_give_the_discriminators_word_matching(tmp_path, damsm):
         own = d.state_dict()
         assert all(torch.equal(own[k], v) for k, v in nets[f"discriminator{i}"].items())
         assert not own["word_joint.weight"].any()  # adds nothing yet
-    # and trains with contrast captions as the mismatched pairs (their words too)
-    run = train_gan(override(words_cfg, ["train.contrast_negatives=true"]),
+    # and trains with near-miss captions as the mismatched pairs (their words too)
+    run = train_gan(override(words_cfg, ["train.near_miss_negatives=true"]),
                     _opts(tmp_path / "b", damsm, max_steps=2, init_from=source))
     after = _weights(run.last_checkpoint)["networks"]["discriminator0"]
     assert after["word_joint.weight"].any()
@@ -405,7 +405,7 @@ def test_init_from_may_give_g_and_the_discriminators_word_context(tmp_path, dams
     ema_own, g_own = ema.state_dict(), g.state_dict()
     assert all(torch.equal(ema_own[k], v) for k, v in g_own.items() if k.startswith("context."))
     assert not g.context.out.weight.any() and not ds[0].word_context.out.weight.any()
-    run = train_gan(override(ctx_cfg, ["train.contrast_negatives=true"]),
+    run = train_gan(override(ctx_cfg, ["train.near_miss_negatives=true"]),
                     _opts(tmp_path / "b", damsm, max_steps=2, init_from=source))
     after = _weights(run.last_checkpoint)["networks"]
     assert after["generator"]["context.out.weight"].any()
@@ -416,7 +416,7 @@ def test_init_from_may_give_g_and_the_discriminators_word_context(tmp_path, dams
                       build_discriminators(cfg))
 
 
-def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
+def test_the_preference_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
     from dmgan.config import override
     from dmgan.losses import generator_adversarial_loss
     from dmgan.models import build_discriminators
@@ -434,7 +434,7 @@ def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
     other = TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
                          mask=torch.zeros(b, t, dtype=torch.bool))
     adv, margin = generator_adversarial_loss(ds, images, own.sentence, words=own.words,
-                                             mask=own.mask, contrast=other)
+                                             mask=own.mask, near_miss=other)
     plain, none = generator_adversarial_loss(ds, images, own.sentence, words=own.words,
                                              mask=own.mask)
     torch.testing.assert_close(adv, plain)  # the released terms are untouched
@@ -445,81 +445,63 @@ def test_the_contrast_term_asks_the_ds_preference_of_the_fakes(tmp_path, damsm):
         for d, x in zip(ds, images, strict=True))
     torch.testing.assert_close(margin, want)
     # in training: logged, and G trains with it
-    run = train_gan(override(cfg, ["train.contrast_negatives=true", "loss.g_contrast_weight=2"]),
+    run = train_gan(override(cfg, ["train.near_miss_negatives=true", "loss.caption_preference_weight=2"]),
                     _opts(tmp_path / "run", damsm, max_steps=2))
     records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert run.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
+    assert run.step == 2 and any(r.get("g_preference", 0) > 0 for r in records)
     # judged by frozen critics (another run's word-reading Ds) instead
-    judged = train_gan(override(cfg, ["train.contrast_negatives=true",
-                                      "loss.g_contrast_weight=2"]),
+    judged = train_gan(override(cfg, ["train.near_miss_negatives=true",
+                                      "loss.caption_preference_weight=2"]),
                        _opts(tmp_path / "judged", damsm, max_steps=2,
                              critic=run.last_checkpoint))
     records = [json.loads(x) for x in (tmp_path / "judged" / "log.jsonl").read_text().splitlines()]
-    assert judged.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
+    assert judged.step == 2 and any(r.get("g_preference", 0) > 0 for r in records)
     assert _weights(judged.last_checkpoint)["options"]["critic"] == str(run.last_checkpoint)
     plain = train_gan(tiny_config(), _opts(tmp_path / "plain", damsm, max_steps=1))
     with pytest.raises(CheckpointError, match="do not read the words"):
-        train_gan(override(cfg, ["loss.g_contrast_weight=2"]),
+        train_gan(override(cfg, ["loss.caption_preference_weight=2"]),
                   _opts(tmp_path / "refused", damsm, max_steps=1,
                         critic=plain.last_checkpoint))
 
 
-def test_a_critic_taught_from_a_damsm_alone_judges_a_run(tmp_path, damsm):
-    """bench/warm_match.py given a DAMSM (no GAN run before it): new word-reading Ds learn
-    on real images (one-object ones too, with the run's caption options), and the file they
-    are saved in is a critic `train --critic` takes."""
-    import ast
-
+def test_train_critic_teaches_word_reading_ds_that_judge_a_run(tmp_path, damsm):
+    """dmgan train-critic: the preset's word-reading Ds learn on real pictures (one-object ones
+    too) which caption is theirs; the file is a critic that `train --critic` takes, that
+    `train-critic --init-from` goes on from, and that records how it was made."""
     from dmgan.config import override
 
-    script = Path(__file__).resolve().parents[1] / "bench" / "warm_match.py"
-    critic = tmp_path / "critic.pt"
-    base = [sys.executable, str(script), str(damsm), str(critic), "--steps", "2", "--batch", "4",
-            "--train-samples", "40", "--one-object"]
-    res = subprocess.run(base, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 2 and "--one-object needs --more" in res.stderr
-    res = subprocess.run(base + ["--more", "--background-phrase", "0.5", "--unnamed-background",
-                                 "white", "--background-first", "0.5"],
-                         capture_output=True, text=True, timeout=600)
+    words = ["--set", "discriminator.word_match=true", "--set", "discriminator.word_context=1"]
+    base = ["train-critic", "--preset", "tiny", "--damsm", str(damsm), "--device", "cpu",
+            "--max-steps", "4", "--log-every", "2"]
+    res = _dmgan(*base, "--out", str(tmp_path / "none"))
+    assert res.returncode == 2 and "do not read the words" in res.stderr
+    res = _dmgan(*base, "--out", str(tmp_path / "c"), *words)
     assert res.returncode == 0, res.stderr[-2000:]
     one = int(re.search(r"\((\d+) of them with one object\)", res.stdout).group(1))
     assert one > 0
-    # per D: two-object preferences (places, colours, doubled, p), then one-object ones
-    # (one thing changed, hidden, p)
-    rows = ast.literal_eval(re.search(r"^step 0 (.*)$", res.stdout, re.M).group(1))
-    assert [len(r) for r in rows] == [4, 3] * len(tiny_config().generator.image_sizes)
-    assert all(0.0 <= x <= 1.0 for r in rows for x in r)
-    # teaching goes on from that critic; a file that is not one is refused
-    more = subprocess.run([*base[:3], str(tmp_path / "more.pt"), *base[4:], "--more",
-                           "--critic", str(critic)], capture_output=True, text=True, timeout=600)
-    assert more.returncode == 0, more.stderr[-2000:]
-    assert load_checkpoint(tmp_path / "more.pt")[1]["kind"] == "critic"
-    bad = subprocess.run([*base, "--more", "--critic", str(damsm)], capture_output=True,
-                         text=True, timeout=600)
-    assert bad.returncode != 0 and "not a critic" in bad.stderr
+    critic = tmp_path / "c" / "critic.pt"
     cfg, payload = load_checkpoint(critic)
-    assert payload["kind"] == "critic" and cfg.discriminator.word_match
+    assert payload["kind"] == "critic" and cfg.discriminator.word_match and payload["step"] == 4
+    assert payload["command"].startswith("dmgan train-critic --preset tiny")
     assert sorted(payload["networks"]) == [f"discriminator{k}"
                                            for k in range(len(cfg.generator.image_sizes))]
-    run = train_gan(override(tiny_config(), ["loss.g_contrast_weight=2"]),
+    log = [json.loads(x) for x in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    held = log[-1]["held_out"]
+    assert len(held) == len(cfg.generator.image_sizes)
+    assert set(held[0]) == {"places", "colours", "doubled", "hidden", "near_miss"}
+    assert all(0.0 <= v <= 1.0 for row in held for v in row.values())
+    # teaching goes on from it; a file that is not a critic is refused
+    more = _dmgan(*base, "--out", str(tmp_path / "more"), *words, "--init-from", str(critic))
+    assert more.returncode == 0, more.stderr[-2000:]
+    bad = _dmgan(*base, "--out", str(tmp_path / "bad"), *words, "--init-from", str(damsm))
+    assert bad.returncode == 2 and "not a critic" in bad.stderr
+    run = train_gan(override(tiny_config(), ["loss.caption_preference_weight=2",
+                                             "discriminator.word_match=true",
+                                             "discriminator.word_context=1"]),
                     _opts(tmp_path / "judged", damsm, max_steps=2, critic=critic))
     records = [json.loads(x) for x in (tmp_path / "judged" / "log.jsonl").read_text().splitlines()]
-    assert run.step == 2 and any(r.get("g_contrast", 0) > 0 for r in records)
-
-
-def test_hard_negatives_pick_the_closest_other_class_and_train(tmp_path, damsm):
-    from dmgan.config import override
-    from dmgan.losses.adversarial import hardest_other
-
-    sentence = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    # 0 and 1 share a class, so neither picks the other: both pick 3, the closest of the rest
-    assert hardest_other(sentence, torch.tensor([0, 0, 1, 2])).tolist() == [3, 3, 3, 2]
-    # a batch of one class keeps the released pairs (sentence i + 1)
-    assert hardest_other(sentence, torch.zeros(4, dtype=torch.long)).tolist() == [1, 2, 3, 0]
-    cfg = override(tiny_config(), ["train.hard_negatives=true", "train.contrast_negatives=false",
-                                   "discriminator.word_match=true"])
-    run = train_gan(cfg, _opts(tmp_path / "h", damsm, max_steps=2))
-    assert run.step == 2
+    assert run.step == 2 and any(r.get("g_preference", 0) > 0 for r in records)
 
 
 def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):

@@ -7,8 +7,8 @@ import json
 import torch
 
 from dmgan import preset
-from dmgan.device import available_cores, configure_threads
-from dmgan.tuning import cache_path, probe_layout, probe_threads
+from dmgan.device import available_cores
+from dmgan.tuning import cache_path, configure_threads, probe_layout, probe_threads
 
 
 def test_the_thread_probe_picks_a_measured_count_and_caches_it(monkeypatch, tmp_path):
@@ -53,7 +53,7 @@ def _allocator_in_a_process(env: dict, tmp_path) -> tuple[int, str, str]:
     import subprocess
     import sys
 
-    code = ("from dmgan.device import configure_allocator\n"
+    code = ("from dmgan.tuning import configure_allocator\n"
             "print(configure_allocator())\n"
             "import torch\n"
             "torch.empty(64 << 20).fill_(1.0)\n"  # large blocks still allocate and free

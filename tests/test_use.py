@@ -15,7 +15,7 @@ from fixtures import py2_pickle, run_cli
 from PIL import Image
 
 from dmgan import DMGAN, DMGANError, preset
-from dmgan.data.shapes import vocabulary
+from dmgan.data.shapes import caption_needs, vocabulary
 from dmgan.data.vocab import CaptionError
 from dmgan.pipeline import DMGANPipeline
 
@@ -24,7 +24,8 @@ from dmgan.pipeline import DMGANPipeline
 def model_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "shapes.pt"
-    DMGAN(preset("shapes"), vocab=vocabulary().words).save(path)
+    cfg = preset("shapes")
+    DMGAN(cfg, vocab=vocabulary().words, reads={"needs": caption_needs(cfg)}).save(path)
     return path
 
 
@@ -59,30 +60,41 @@ def test_unknown_words_and_no_known_word(pipe):
         pipe("   ")
 
 
-def test_a_caption_without_the_background_is_warned_about_on_models_that_hide_it(pipe):
-    """Shapes models trained with every background phrase last draw a caption that leaves
-    the background out with the background in an object's colour: the caption is drawn, and
-    the user told to name the background; models trained otherwise say nothing."""
+def test_the_warnings_come_from_what_the_model_file_says_it_reads(tmp_path):
+    """The pipeline warns from the model file's `reads` record alone (written at export from
+    the data the model learned on): a caption without a part the model needs is drawn, with
+    that part's warning; a model that records no needs (a converted released model) warns
+    of nothing; the config's name and training settings play no part."""
     from dmgan.config import override
-    from dmgan.pipeline import hides_unnamed_background
 
-    assert pipe.hides_unnamed_background
-    with pytest.warns(UserWarning, match="name the background"):
+    cfg = preset("tiny")  # captions left the background out, and no pixel term taught it
+    needs = caption_needs(cfg)
+    assert [n["part"] for n in needs] == ["place", "background"]
+    path = tmp_path / "m.pt"
+    renamed = override(cfg, [])  # the same model under any name warns the same
+    DMGAN(renamed, vocab=vocabulary().words, reads={"needs": needs}).save(path)
+    pipe = DMGANPipeline.from_pretrained(path)
+    with pytest.warns(UserWarning, match="name the background") as caught:
         out = pipe("a red circle on the left")
-    assert len(out.images) == 1
+    assert len(out.images) == 1 and len(caught) == 1
+    with pytest.warns(UserWarning, match="name where each object is"):
+        pipe("a red circle on a white background")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pipe("a red circle on the left on a white background")
-        first = override(preset("shapes"), ["data.shapes_background_first=0.5"])
-        other = DMGANPipeline(DMGAN(first, vocab=vocabulary().words), vocabulary())
-        assert not other.hides_unnamed_background
-        other("a red circle on the left")
-    assert not hides_unnamed_background(preset("bird"), vocabulary())  # not a shapes model
-    # taught by the real pictures, drawn on white for such captions (the demo's preset)
-    assert not hides_unnamed_background(preset("shapes32"), vocabulary())
-    white = override(preset("shapes"), ["data.shapes_unnamed_background=white"])
-    assert hides_unnamed_background(white, vocabulary())  # white alone did not move it
-    assert not hides_unnamed_background(override(white, ["loss.pixel_weight=300"]), vocabulary())
+        DMGAN(cfg, vocab=vocabulary().words).save(tmp_path / "plain.pt")
+        DMGANPipeline.from_pretrained(tmp_path / "plain.pt")("a red circle")
+    # what the shapes world's captions need: the place always; the background unless it was
+    # left out at times and G taught what to draw then
+    assert [n["part"] for n in caption_needs(preset("shapes"))] == ["place"]
+    assert [n["part"] for n in caption_needs(preset("shapes32"))] == ["place"]
+    every = override(cfg, ["data.shapes_background_phrase=1"])
+    assert "always name the background" in caption_needs(every)[1]["message"]
+    white = override(cfg, ["data.shapes_unnamed_background=white"])
+    assert len(caption_needs(white)) == 2  # white alone did not teach it
+    assert len(caption_needs(override(white, ["loss.pixel_weight=300"]))) == 1
+    # captions that open with the background at times: the object is not hidden either
+    assert len(caption_needs(override(cfg, ["data.shapes_background_first=0.5"]))) == 1
 
 
 def test_a_caption_without_a_place_is_warned_about_on_shapes_models(pipe):
@@ -90,11 +102,10 @@ def test_a_caption_without_a_place_is_warned_about_on_shapes_models(pipe):
     drawn, with a warning to name the place (the bundled model fills the picture with the
     object's colour there); a place in any of its wordings keeps it quiet."""
     from dmgan.data.shapes import PLACE_WORDS
-    from dmgan.pipeline import is_shapes_model
 
     assert {"left", "right", "top", "bottom", "center", "middle"} <= PLACE_WORDS
     assert not PLACE_WORDS & {"on", "the", "at", "side", "edge", "part", "in", "to", "near"}
-    assert pipe.needs_a_place and not is_shapes_model(preset("bird"), vocabulary())
+    assert [n["part"] for n in pipe.needs] == ["place"]
     with pytest.warns(UserWarning, match="name where each object is"):
         out = pipe("a red circle on a white background")
     assert len(out.images) == 1

@@ -27,10 +27,13 @@ PathLike = str | os.PathLike
 class DMGAN(nn.Module):
     """Text encoder + generator of one configuration: what inference needs."""
 
-    def __init__(self, config: DMGANConfig, vocab: list[str] | None = None):
+    def __init__(self, config: DMGANConfig, vocab: list[str] | None = None, *,
+                 reads: dict | None = None, provenance: dict | str | None = None):
         super().__init__()
         self.config = config
         self.vocab = vocab  # index -> word, when known (needed to encode sentences)
+        # what its captions need to name ({"needs": [...]}, dmgan.export), and how it was made
+        self.reads, self.provenance = reads, provenance
         self.text_encoder = build_text_encoder(config)
         self.generator = build_generator(config)
         self.eval()
@@ -58,7 +61,8 @@ class DMGAN(nn.Module):
         Prefers the EMA generator when the checkpoint has one.
         """
         config, payload = load_checkpoint(path, expect_preset=expect_preset)
-        model = cls(config, vocab=payload.get("vocab"))
+        model = cls(config, vocab=payload.get("vocab"), reads=payload.get("reads"),
+                    provenance=payload.get("provenance"))
         load_network(model.text_encoder, payload, "text_encoder", os.fspath(path))
         gen = generator_name(payload)
         load_network(model.generator, payload, gen, os.fspath(path))
@@ -92,6 +96,8 @@ class DMGAN(nn.Module):
             raise DMGANError("this model was optimized for inference (batch norms folded); "
                              "save the model before optimize_for_inference()")
         extra = {"vocab": list(self.vocab)} if self.vocab is not None else {}
+        extra |= {k: v for k, v in (("reads", self.reads), ("provenance", self.provenance))
+                  if v is not None}
         save_checkpoint(path, config=self.config,
                         networks={"text_encoder": self.text_encoder, "generator": self.generator},
                         **extra)

@@ -222,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from another run's networks (a training checkpoint or an "
                         "exported model of the same preset; e.g. to fine-tune on a new DAMSM)")
     s.add_argument("--critic", metavar="CHECKPOINT",
-                   help="frozen discriminators that read the words (bench/warm_match.py) to "
-                        "judge the contrast term, loss.g_contrast_weight, in place of the "
-                        "run's own")
+                   help="frozen discriminators that read the words (dmgan train-critic) to "
+                        "judge the caption-preference term, loss.caption_preference_weight, in "
+                        "place of the run's own")
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--vocab-size", type=_int_in(2), help="override the preset's (custom datasets)")
     s.add_argument("--batch-size", type=_int_in(2),
@@ -245,10 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=POSITIVE, help="stop after this many steps")
     s.add_argument("--target-r1", type=_float_in(0.0, 1.0, open_low=True),
                    help="stop once the test R@1 (checked every 200 steps) reaches this")
-    s.add_argument("--target-contrast", type=_float_in(0.0, 1.0, open_low=True),
+    s.add_argument("--target-near-miss", type=_float_in(0.0, 1.0, open_low=True),
                    help="stop once, on test images, the own caption beats the caption with one "
                         "thing changed this often (checked every 200 steps; data that makes "
-                        "contrast captions, e.g. shapes; with --target-r1, both)")
+                        "near-miss captions, e.g. shapes; with --target-r1, both)")
     s.add_argument("--init-from", metavar="DAMSM",
                    help="start from these encoders (a DAMSM checkpoint of the same preset), "
                         "e.g. to fine-tune them with other data options")
@@ -256,6 +256,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=_int_in(2),
                    help="images per step (>= 2: mismatched pairs and batch norm need two)")
     s.add_argument("--workers", type=NON_NEGATIVE, default=2, help="data loader processes")
+    _sets(s)
+
+    s = _command(sub, "train-critic", "teach word-reading discriminators on real shapes "
+                 "pictures which caption is theirs (for train --critic)",
+                 "dmgan train-critic --preset shapes --damsm runs/damsm/damsm.pt --out "
+                 "runs/critic", [seed, device, _parent(_threads)])
+    s.add_argument("--preset", required=True, choices=presets,
+                   help="network and data options (its discriminators must read the words)")
+    s.add_argument("--damsm", required=True, help="DAMSM checkpoint whose text encoder reads "
+                   "the captions")
+    s.add_argument("--out", required=True, help="folder for critic.pt and its log")
+    s.add_argument("--max-steps", type=POSITIVE, help="steps (default: the preset's critic.steps)")
+    s.add_argument("--init-from", metavar="CRITIC", help="go on from this critic")
+    s.add_argument("--log-every", type=POSITIVE, default=500,
+                   help="steps between held-out measurements (log.jsonl)")
     _sets(s)
 
     s = _command(sub, "eval", "evaluate generated images: FID, Inception Score, "
@@ -306,13 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="describe a model file instead (no value: the bundled shapes model), "
                         "with the words it knows")
     s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.add_argument("--config-reference", action="store_true",
+                   help="every config field with its default and meaning (Markdown)")
 
     s = _command(sub, "export", "a training checkpoint -> a small model file and "
                  "its vocabulary JSON", "dmgan export --checkpoint runs/shapes/best.pt -o model.pt")
     s.add_argument("--checkpoint", required=True, help="training checkpoint (ckpt-*.pt, best.pt)")
     s.add_argument("-o", "--output", required=True, help="the model file to write")
     s.add_argument("--half", action="store_true", help="store the generator in fp16")
-    s.add_argument("--note", help="provenance text stored in the file")
+    s.add_argument("--note", help="a note stored with the file's provenance")
 
     s = _command(sub, "convert-released", "released bird/coco files -> "
                  "one dmgan model file and its vocabulary JSON", "dmgan convert-released "

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,29 +120,12 @@ def generator_name(payload: Mapping[str, Any]) -> str:
     return "generator_ema" if "generator_ema" in payload.get("networks", {}) else "generator"
 
 
-def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note: str = "",
-                 scores: dict | None = None, half: bool = False) -> list[Path]:
-    """A training checkpoint -> a small inference file (EMA generator, text encoder,
-    vocabulary, config), what `dmgan generate --checkpoint` and the bundled model are, and
-    its vocabulary as JSON beside it (`<stem>.vocab.json`, what `dmgan eval --vocab`
-    takes). Returns the paths written."""
-    cfg, payload = load_checkpoint(checkpoint)
-    nets = payload.get("networks", {})
-    gen = generator_name(payload)
-    if gen not in nets or "text_encoder" not in nets or "vocab" not in payload:
-        raise CheckpointError(f"{checkpoint} lacks a generator, text encoder or vocabulary")
-
-    def cast(state):
-        return {k: v.half() if half and v.is_floating_point() else v for k, v in state.items()}
-
-    extra = {"scores": scores} if scores else {}
-    save_checkpoint(out, config=cfg,
-                    networks={"generator": cast(nets[gen]), "text_encoder": nets["text_encoder"]},
-                    vocab=payload["vocab"], trained_steps=payload.get("step"), provenance=note,
-                    **extra)
-    from dmgan.data.vocab import Vocabulary
-    from dmgan.released import vocab_path_for
-
-    vocab_file = vocab_path_for(out)
-    Vocabulary(payload["vocab"]).save(vocab_file)
-    return [Path(out), vocab_file]
+def lineage_of(*payloads: dict | None) -> list[str]:
+    """The command lines that made these checkpoints, their own inputs' first, without repeats."""
+    commands: list[str] = []
+    for payload in payloads:
+        if payload:
+            for command in [*payload.get("lineage", []), payload.get("command")]:
+                if command and command not in commands:
+                    commands.append(command)
+    return commands

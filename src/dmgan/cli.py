@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,7 +62,11 @@ def _pipeline(args: argparse.Namespace):
 def cmd_info(args):
     from dmgan.info import describe_model, describe_preset
 
-    if args.checkpoint:
+    if args.config_reference:
+        from dmgan.config import config_reference
+
+        print(config_reference())
+    elif args.checkpoint:
         path = None if args.checkpoint == "bundled" else args.checkpoint
         print(describe_model(path, as_json=args.json))
     else:
@@ -77,7 +82,8 @@ def cmd_check_released(args):
 
 def cmd_eval(args):
     from dmgan.device import resolve_device
-    from dmgan.metrics.evaluate import Settings, append_results, evaluate_command, format_table
+    from dmgan.metrics.evaluate import evaluate_command
+    from dmgan.metrics.registry import Settings, append_results, format_table
 
     settings = Settings(mode=args.mode, inception_weights=args.inception_weights,
                         ref_stats=args.ref_stats, real=args.real, batch_size=args.batch_size,
@@ -97,7 +103,7 @@ def cmd_eval(args):
 
 
 def cmd_shapes_oracle(args):
-    from dmgan.data.oracle import oracle_report
+    from dmgan.metrics.oracle import oracle_report
 
     acc = oracle_report(oracle=args.oracle, train=args.train, steps=args.steps, seed=args.seed,
                         held_out=args.held_out, out=args.out,
@@ -112,10 +118,22 @@ def cmd_pretrain_damsm(args):
     result = pretrain_damsm(_config(args), data=args.data, out=Path(args.out), epochs=args.epochs,
                             minutes=args.minutes, max_steps=args.max_steps, seed=args.seed,
                             device=args.device, workers=args.workers, threads=args.threads,
-                            target_r1=args.target_r1, target_contrast=args.target_contrast,
-                            init_from=args.init_from)
-    contrast = "" if result.contrast is None else f", contrast {result.contrast:.3f}"
-    print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f}{contrast})")
+                            target_r1=args.target_r1, target_near_miss=args.target_near_miss,
+                            init_from=args.init_from, command=args.command_line)
+    near_miss = "" if result.near_miss is None else f", near misses {result.near_miss:.3f}"
+    print(f"saved {result.path} ({result.steps} steps, test R@1 {result.r_at_1:.3f}{near_miss})")
+
+
+def cmd_train_critic(args):
+    from dmgan.train.critic import train_critic
+
+    result = train_critic(_config(args), damsm=args.damsm, out=Path(args.out),
+                          max_steps=args.max_steps, seed=args.seed, device=args.device,
+                          threads=args.threads, log_every=args.log_every,
+                          init_from=args.init_from, command=args.command_line)
+    print(f"saved {result.path} ({result.steps} steps; held-out preference of the true "
+          f"caption, last D: over places traded {result.places:.3f}, colours traded "
+          f"{result.colours:.3f})")
 
 
 def cmd_train(args):
@@ -123,7 +141,7 @@ def cmd_train(args):
 
     if args.resume and not Path(args.out).is_dir():
         raise DMGANError(f"--resume: run folder not found: {args.out}")
-    result = train_gan(_config(args), _train_options(args))
+    result = train_gan(_config(args), _train_options(args), command=args.command_line)
     if result.last_checkpoint is not None:
         print(f"step {result.step}; last checkpoint {result.last_checkpoint}")
 
@@ -170,10 +188,10 @@ def cmd_convert_released(args):
 
 
 def cmd_export(args):
-    from dmgan.checkpoint import export_model
+    from dmgan.export import export_model
 
     for path in export_model(Path(args.checkpoint), Path(args.output), note=args.note or "",
-                             half=args.half):
+                             half=args.half, command=args.command_line):
         print(f"wrote {path}")
 
 
@@ -191,16 +209,19 @@ def cmd_serve(args):
 
 COMMANDS = {
     "generate": cmd_generate, "explain": cmd_explain, "serve": cmd_serve, "demo": cmd_demo,
-    "train": cmd_train, "pretrain-damsm": cmd_pretrain_damsm, "eval": cmd_eval,
+    "train": cmd_train, "pretrain-damsm": cmd_pretrain_damsm,
+    "train-critic": cmd_train_critic, "eval": cmd_eval,
     "info": cmd_info, "export": cmd_export, "convert-released": cmd_convert_released,
     "check-released": cmd_check_released, "shapes-oracle": cmd_shapes_oracle,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["dmgan", *argv])  # recorded in what the command writes
     try:
-        from dmgan.device import configure_allocator
+        from dmgan.tuning import configure_allocator
 
         configure_allocator()  # before the first large tensor (see dmgan.device)
         COMMANDS[args.command](args)

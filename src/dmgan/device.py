@@ -61,49 +61,17 @@ def available_cores() -> int:
 MAX_AUTO_THREADS = 8
 
 
-def configure_threads(requested: int | None = None, *, cfg=None,
-                      batch: int | None = None) -> tuple[int, str]:
-    """Set torch's intra-op threads; returns (threads, why) for the log.
-
-    requested: an explicit count (a command's `--threads`). Otherwise OMP_NUM_THREADS
-    when the user set it; else, given the preset (`cfg`) and `batch`, the count a probe
-    measured fastest on this machine (dmgan.tuning, cached); else the cores this process
-    may use, capped at MAX_AUTO_THREADS.
-    """
-    if requested is not None:
-        n, why = requested, "--threads"
-    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
-        n, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
-    elif cfg is not None and batch and available_cores() > 1:
-        from dmgan.tuning import probe_threads
-
-        n, times, hit = probe_threads(cfg, batch)
-        why = ("measured fastest: " + ", ".join(f"{k}: {v:.3f} s" for k, v in times.items())
-               + (" (cached)" if hit else ""))
-    else:
-        cores = available_cores()
-        n = min(cores, MAX_AUTO_THREADS)
-        why = f"{cores} cores available" + (f", capped at {MAX_AUTO_THREADS}" if cores > n else "")
-    if torch.get_num_threads() != n:
-        torch.set_num_threads(n)
-    return n, why
-
-
 # --- host memory -----------------------------------------------------------------------------
 # glibc serves every block over 32 MiB with a fresh mmap and unmaps it when freed, so each
-# large activation of a training step or a batch of generation is new memory that the kernel
-# must fault in and zero page by page. On a virtual machine that costs a great deal: the bird
-# training step at batch 10 ran 1.17x faster and generation at batch 8 1.49x faster on the
-# development VM when such blocks come from the heap and stay there for reuse (bench/README.md,
-# "Host memory"). The price is a higher peak resident memory (what was freed stays mapped up
-# to HEAP_TRIM_BYTES, and the heap fragments). `configure_allocator` chooses per machine.
+# large activation is new memory the kernel faults in and zeroes page by page: slow on a
+# virtual machine. Kept on the heap for reuse it is faster, at a higher peak resident memory
+# (docs/benchmarks.md, "Host memory"); dmgan.tuning.configure_allocator chooses per machine.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters (malloc.h)
 HEAP_TRIM_BYTES = 1 << 30  # free memory the heap may keep at its top before returning it
 ALLOCATORS = ("auto", "reuse", "system")
-_allocator: tuple[str, str] | None = None
 
 
-def _glibc():
+def glibc():
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
@@ -116,41 +84,9 @@ def use_heap_reuse() -> bool:
     """From now on, large blocks come from the heap and stay there for reuse (glibc only;
     False, nothing changed, elsewhere). There is no way back for the process: glibc's
     adaptive threshold, once overridden, stays off."""
-    libc = _glibc()
+    libc = glibc()
     return libc is not None and bool(libc.mallopt(_M_MMAP_MAX, 0)
                                      and libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_BYTES))
-
-
-def configure_allocator(mode: str | None = None) -> tuple[str, str]:
-    """How this process allocates large host memory; returns (mode, why) for the log.
-
-    mode (else $DMGAN_ALLOCATOR, else "auto"): "reuse" keeps large blocks on the heap for
-    reuse, "system" leaves glibc as it is, "auto" asks a probe whether reuse pays on this
-    machine (dmgan.tuning.probe_allocator, cached). The first call decides; later calls
-    return its answer. Not glibc (macOS, Windows, musl): "system".
-    """
-    global _allocator
-    if _allocator is not None:
-        return _allocator
-    mode = mode or os.environ.get("DMGAN_ALLOCATOR") or "auto"
-    if mode not in ALLOCATORS:
-        raise DMGANError(f"DMGAN_ALLOCATOR={mode!r}: choose one of {', '.join(ALLOCATORS)}")
-    if _glibc() is None:
-        _allocator = ("system", "not glibc")
-    elif mode != "auto":
-        if mode == "reuse":
-            use_heap_reuse()
-        _allocator = (mode, "DMGAN_ALLOCATOR" if os.environ.get("DMGAN_ALLOCATOR") else "asked")
-    else:
-        from dmgan.tuning import probe_allocator
-
-        reuse, times, hit = probe_allocator()
-        if reuse:
-            use_heap_reuse()
-        why = ("measured: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
-               + (" (cached)" if hit else "")) if times else "the probe could not run"
-        _allocator = ("reuse" if reuse else "system", why)
-    return _allocator
 
 
 AMP_MODES = ("off", "bf16", "fp16")

@@ -1,7 +1,7 @@
 """The generator through a compiled or exported graph, for `generate`/`serve --backend`.
 
-- eager: PyTorch as written (the default: measured no slower per image here, and no
-  start-up cost; bench/README.md, "Compiled and exported generation");
+- eager: PyTorch as written (the default: measured no slower per image on CPU, and no
+  start-up cost; docs/benchmarks.md);
 - compile: torch.compile (inductor; dynamic batch and caption length);
 - jit: torch.jit.trace, freeze and optimize_for_inference, one trace per (batch size,
   caption length) met;

@@ -60,8 +60,20 @@ def describe_model(path: str | os.PathLike | None = None, *, as_json: bool = Fal
     lines = [f"{label}: preset {cfg.name}, images "
              f"{'/'.join(map(str, cfg.generator.image_sizes))} px, "
              f"trained {info['trained_steps']} steps"]
-    if info["provenance"]:
-        lines.append(f"  made by: {info['provenance']}")
+    prov = info["provenance"]
+    if isinstance(prov, dict):
+        lines.append(f"  made with dmgan {prov.get('dmgan_version')} (commit "
+                     f"{prov.get('commit') or 'unknown'}), exported {prov.get('exported')}, by:")
+        lines += [f"    {c}" for c in prov.get("commands") or []]
+        if prov.get("report"):
+            lines.append("  its run's evaluation: " + json.dumps(prov["report"]))
+        if prov.get("note"):
+            lines.append(f"  note: {prov['note']}")
+    elif prov:
+        lines.append(f"  made by: {prov}")
+    needs = (payload.get("reads") or {}).get("needs") or []
+    if needs:
+        lines.append("  its captions need to name: " + ", ".join(n["part"] for n in needs))
     if info["scores"]:
         lines.append("  scores: " + json.dumps(info["scores"]))
     lines.append(f"vocabulary ({len(vocab)} words; others are ignored with a warning):")

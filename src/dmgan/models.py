@@ -29,7 +29,7 @@ def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:
     net = Generator(embed_dim=cfg.text.embed_dim, gf_dim=g.gf_dim, z_dim=g.z_dim,
                     condition_dim=g.condition_dim, num_stages=g.num_stages,
                     base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode,
-                    use_memory=g.memory, init_words=g.init_words,
+                    use_memory=g.memory, first_stage_read_px=g.first_stage_read_px,
                     word_context=g.word_context)
     if init:
         init_released(net)

@@ -20,7 +20,6 @@ import torch
 from PIL import Image
 
 from dmgan.api import DMGAN
-from dmgan.data.shapes import PLACE_WORDS
 from dmgan.data.transforms import fit_caption
 from dmgan.data.vocab import CaptionError, Vocabulary
 from dmgan.errors import CheckpointError, DMGANError
@@ -40,29 +39,6 @@ class PipelineOutput:
     attention: list[list[np.ndarray]] = field(default_factory=list)  # (T, H, W)
     writing_gates: list[list[np.ndarray]] = field(default_factory=list)  # (T,)
     response_gates: list[list[np.ndarray]] = field(default_factory=list)  # (H, W)
-
-
-BACKGROUND_WORD = "background"
-
-
-def is_shapes_model(cfg, vocab: Vocabulary) -> bool:
-    """A model of the shapes presets, whose vocabulary has the place words."""
-    return cfg.name in ("shapes", "shapes32") and PLACE_WORDS <= set(vocab.index)
-
-
-def hides_unnamed_background(cfg, vocab: Vocabulary) -> bool:
-    """Whether a model is one of the shapes models that, on captions leaving out the
-    background, draw the background in the colour of the caption's last colour word: those
-    trained with some captions leaving it out and every background phrase last (measured:
-    bench/README.md, "Captions without the background"), unless
-    G was also taught by the real pictures (loss.pixel_weight) drawn on one background for
-    those captions (data.shapes_unnamed_background): that shows the object (the
-    `shapes32` preset; bench/README.md, "The caption's own picture as a teacher")."""
-    d = cfg.data
-    taught_plain = cfg.loss.pixel_weight > 0 and d.shapes_unnamed_background != "any"
-    return (is_shapes_model(cfg, vocab) and BACKGROUND_WORD in vocab.index
-            and d.shapes_background_phrase < 1.0 and d.shapes_background_first == 0.0
-            and not taught_plain)
 
 
 def bundled_model_path() -> Path:
@@ -101,8 +77,8 @@ class DMGANPipeline:
         check_backend(backend, amp)
         self.model, self.vocab = model.eval(), vocab
         self.amp, self.backend = amp, backend
-        self.hides_unnamed_background = hides_unnamed_background(model.config, vocab)
-        self.needs_a_place = is_shapes_model(model.config, vocab)
+        # what the model's captions need to name, as its file records it (dmgan.export)
+        self.needs = list((model.reads or {}).get("needs", []))
         self._runner = None  # built at the first call (compiling or exporting takes a while)
 
     @classmethod
@@ -187,15 +163,9 @@ class DMGANPipeline:
             if unknown:
                 warnings.warn(f"unknown word(s) ignored: {', '.join(unknown)}", stacklevel=2)
             words = [self.vocab.words[i] for i in ids]
-            if self.hides_unnamed_background and BACKGROUND_WORD not in words:
-                warnings.warn("this model often draws a caption that leaves out the background "
-                              "with the background in an object's colour, hiding it: name "
-                              "the background (\"... on a white background\")", stacklevel=2)
-            if self.needs_a_place and not PLACE_WORDS.intersection(words):
-                warnings.warn("this model learned from captions that name where each object "
-                              "is; without a place it may fill the picture with the "
-                              "object's colour: add one (\"... on the left\", \"... in the "
-                              "center\")", stacklevel=2)
+            for need in self.needs:
+                if not set(need["words"]).intersection(words):
+                    warnings.warn(need["message"], stacklevel=2)
             # one caption per forward: every row has the same padding, so the released
             # mask mode gives the same images as the exact one
             caps = torch.tensor([ids] * num_images, device=dev)

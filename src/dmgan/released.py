@@ -194,25 +194,25 @@ def convert_released(preset_name: str, *, netG, text_encoder, captions,  # noqa:
     """The released generator, DAMSM encoders and the dataset's captions.pickle (its
     vocabulary) -> one dmgan model file, and the vocabulary as JSON beside it. Returns the
     paths written."""
-    from dmgan.api import DMGAN
     from dmgan.checkpoint import save_checkpoint
     from dmgan.config import preset
     from dmgan.data.open import check_vocab
     from dmgan.data.vocab import load_captions_pickle
-    from dmgan.models import build_image_encoder
+    from dmgan.models import build_generator, build_image_encoder, build_text_encoder
 
     words = load_captions_pickle(captions).vocab
     cfg = preset(preset_name)
     check_vocab(cfg, words, source=str(captions), hint="the captions.pickle of the dataset "
                 "this preset was released for")
-    model = DMGAN.from_released(cfg.name, netG=netG, text_encoder=text_encoder)
+    generator = load_released(build_generator(cfg), netG, what=f"the '{cfg.name}' generator (netG)")
+    encoder = load_released(build_text_encoder(cfg), text_encoder,
+                            what=f"the '{cfg.name}' DAMSM text encoder")
     extra = {}
     if image_encoder:
         extra["image_encoder"] = load_released(build_image_encoder(cfg), image_encoder,
                                                what=f"the '{cfg.name}' DAMSM image encoder")
     save_checkpoint(output, config=cfg,
-                    networks={"text_encoder": model.text_encoder, "generator": model.generator,
-                              **extra},
+                    networks={"text_encoder": encoder, "generator": generator, **extra},
                     vocab=list(words.words), source="released DM-GAN files",
                     converted_from={"netG": str(netG), "text_encoder": str(text_encoder),
                                     "image_encoder": str(image_encoder),

@@ -26,6 +26,15 @@ from pathlib import Path
 
 import torch
 
+from dmgan.device import (
+    ALLOCATORS,
+    HEAP_TRIM_BYTES,
+    MAX_AUTO_THREADS,
+    available_cores,
+    glibc,
+    use_heap_reuse,
+)
+from dmgan.errors import DMGANError
 from dmgan.fileio import atomic_write_text
 
 TIE = 1.05  # within 5% of the fastest counts as as fast
@@ -37,7 +46,6 @@ def cache_path() -> Path:
 
 
 def _machine_key() -> str:
-    from dmgan.device import available_cores
 
     cpu = platform.processor() or ""
     try:
@@ -91,7 +99,6 @@ PROBE_BATCH = 4  # at most: the probe stays a few seconds for the large presets
 def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
     """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator
     (forward and backward, at the batch or PROBE_BATCH, whichever is smaller)."""
-    from dmgan.device import available_cores
     from dmgan.models import build_generator
 
     cores = available_cores()
@@ -166,7 +173,6 @@ def probe_allocator() -> tuple[bool, dict, bool]:
     import subprocess
     import sys
 
-    from dmgan.device import HEAP_TRIM_BYTES
 
     def measure() -> dict:
         times = {}
@@ -183,3 +189,64 @@ def probe_allocator() -> tuple[bool, dict, bool]:
         return False, {}, False  # no child process, or it printed no time
     times = entry["times_s"]
     return times["system"] >= times["reuse"] * ALLOC_GAIN, times, hit
+
+
+# --- what the probes decide for this process --------------------------------------------
+
+_allocator: tuple[str, str] | None = None
+
+
+def configure_threads(requested: int | None = None, *, cfg=None,
+                      batch: int | None = None) -> tuple[int, str]:
+    """Set torch's intra-op threads; returns (threads, why) for the log.
+
+    requested: an explicit count (a command's `--threads`). Otherwise OMP_NUM_THREADS
+    when the user set it; else, given the preset (`cfg`) and `batch`, the count a probe
+    measured fastest on this machine (dmgan.tuning, cached); else the cores this process
+    may use, capped at MAX_AUTO_THREADS.
+    """
+    if requested is not None:
+        n, why = requested, "--threads"
+    elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        n, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
+    elif cfg is not None and batch and available_cores() > 1:
+        n, times, hit = probe_threads(cfg, batch)
+        why = ("measured fastest: " + ", ".join(f"{k}: {v:.3f} s" for k, v in times.items())
+               + (" (cached)" if hit else ""))
+    else:
+        cores = available_cores()
+        n = min(cores, MAX_AUTO_THREADS)
+        why = f"{cores} cores available" + (f", capped at {MAX_AUTO_THREADS}" if cores > n else "")
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n, why
+
+
+def configure_allocator(mode: str | None = None) -> tuple[str, str]:
+    """How this process allocates large host memory; returns (mode, why) for the log.
+
+    mode (else $DMGAN_ALLOCATOR, else "auto"): "reuse" keeps large blocks on the heap for
+    reuse, "system" leaves glibc as it is, "auto" asks a probe whether reuse pays on this
+    machine (dmgan.tuning.probe_allocator, cached). The first call decides; later calls
+    return its answer. Not glibc (macOS, Windows, musl): "system".
+    """
+    global _allocator
+    if _allocator is not None:
+        return _allocator
+    mode = mode or os.environ.get("DMGAN_ALLOCATOR") or "auto"
+    if mode not in ALLOCATORS:
+        raise DMGANError(f"DMGAN_ALLOCATOR={mode!r}: choose one of {', '.join(ALLOCATORS)}")
+    if glibc() is None:
+        _allocator = ("system", "not glibc")
+    elif mode != "auto":
+        if mode == "reuse":
+            use_heap_reuse()
+        _allocator = (mode, "DMGAN_ALLOCATOR" if os.environ.get("DMGAN_ALLOCATOR") else "asked")
+    else:
+        reuse, times, hit = probe_allocator()
+        if reuse:
+            use_heap_reuse()
+        why = ("measured: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
+               + (" (cached)" if hit else "")) if times else "the probe could not run"
+        _allocator = ("reuse" if reuse else "system", why)
+    return _allocator

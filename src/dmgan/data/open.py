@@ -16,7 +16,7 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
     """`data` = "shapes" (built in) or a dataset folder (CUB, COCO or custom layout).
 
     Images come at `image_sizes` (default: every stage's size of the preset). The shapes
-    data follows the preset's data options (background phrases, contrast captions) and
+    data follows the preset's data options (background phrases, near-miss captions) and
     keeps what it renders in memory (`cache_images`).
     """
     from dmgan.data.datasets import open_dataset
@@ -26,16 +26,9 @@ def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: 
     if data == "shapes":
         return ShapesDataset(split=split, length=SHAPES_TRAIN if split == "train" else SHAPES_TEST,
                              image_sizes=sizes, max_words=max_words, seed=seed,
-                             background_phrase=cfg.data.shapes_background_phrase,
-                             contrast=cfg.train.contrast_negatives or cfg.damsm.contrast_negatives,
-                             swap_share=cfg.data.shapes_swap_share,
-                             background_negative=cfg.data.shapes_background_negative,
-                             unnamed_background=cfg.data.shapes_unnamed_background,
-                             background_first=cfg.data.shapes_background_first,
-                             two_object_share=cfg.data.shapes_two_object_share,
-                             contrast_shape_share=cfg.data.shapes_contrast_shape_share,
-                             jitter=cfg.data.shapes_jitter,
-                             cache_images=cache_images)
+                             options=cfg.data, cache_images=cache_images,
+                             near_misses=(cfg.train.near_miss_negatives
+                                          or cfg.damsm.near_miss_negatives))
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")
     return open_dataset(data, split, image_sizes=sizes, max_words=max_words, seed=seed,

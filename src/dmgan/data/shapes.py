@@ -23,17 +23,16 @@ import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from dmgan.config import SHAPES_COLOURS, DataConfig
 from dmgan.data.collate import Sample
 from dmgan.data.transforms import fit_caption, to_tensor
 from dmgan.data.vocab import Vocabulary, tokenize
 
 SHAPES = ("circle", "square", "triangle", "diamond")
-COLOURS = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220),
-    "yellow": (240, 220, 50), "purple": (140, 60, 170), "orange": (245, 140, 30),
-    "white": (245, 245, 245), "black": (20, 20, 20),
-}
-COLOUR_NAMES = tuple(COLOURS)
+COLOUR_NAMES = SHAPES_COLOURS  # the config validates colour names against the same tuple
+COLOURS = dict(zip(COLOUR_NAMES, ((220, 40, 40), (40, 170, 60), (40, 80, 220), (240, 220, 50),
+                                  (140, 60, 170), (245, 140, 30), (245, 245, 245), (20, 20, 20)),
+                   strict=True))
 SIZES = ("small", "large")
 POSITIONS = ("left", "right", "top", "bottom", "center")
 PAIRS = (("left", "right"), ("top", "bottom"))
@@ -59,6 +58,31 @@ _SYN = {
 PLACE_WORDS = frozenset(
     w for pos in POSITIONS for phrase in _SYN[pos] for w in phrase.split()
     if sum(w in " ".join(_SYN[p]).split() for p in POSITIONS) == 1)
+def caption_needs(cfg) -> list[dict]:
+    """What a model trained on this world with `cfg` (a DMGANConfig) needs its captions to
+    name, as `export` writes it into the model file: per caption part, the words that name it
+    and the warning for a caption without any of them. Every training caption names where
+    each object is; the background is needed unless the captions left it out at times and G
+    was taught (the pixel term) what to draw then."""
+    place = {"part": "place", "words": sorted(PLACE_WORDS),
+             "message": "this model learned from captions that name where each object is; "
+                        "without a place it may fill the picture with the object's colour: "
+                        "add one (\"... on the left\", \"... in the center\")"}
+    d = cfg.data
+    if d.shapes_background_phrase >= 1.0:
+        why = "this model learned from captions that always name the background"
+    elif d.shapes_background_first == 0 and (cfg.loss.pixel_weight == 0
+                                             or d.shapes_unnamed_background == "any"):
+        why = ("this model often draws a caption that leaves out the background with the "
+               "background in an object's colour, hiding it")
+    else:
+        return [place]
+    background = {"part": "background", "words": ["background"],
+                  "message": f"{why}: name the background (\"... on a white background\")"}
+    return [place, background]
+
+
+
 _ONE = (
     "a {size} {colour} {shape} {pos} on a {bg} background",
     "{pos} there is a {size} {colour} {shape} on {bg}",
@@ -149,9 +173,8 @@ def describe(scene: Scene, rng: np.random.Generator, *, name_background: bool = 
         options = _SYN.get(key, (key,))
         return options[rng.integers(len(options))]
 
-    o = scene.objects
     first = name_background and background_first
-    text = _fill(scene, o, pick, rng, name_background and not first)
+    text = _fill(scene, scene.objects, pick, rng, name_background and not first)
     if first:
         text = f"on a {scene.background} background {text}"
     return _articles(text)
@@ -210,21 +233,19 @@ def traded(scene: Scene, attribute: str) -> Scene:
                   replace(b, **{attribute: getattr(a, attribute)})), scene.background)
 
 
-def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0,
-                   background: bool = True, shape_share: float = 0.0) -> Scene:
+def near_miss_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0,
+                    background: bool = True) -> Scene:
     """The scene with one thing changed: an object's shape, colour, size or position, the
     background, or (two objects) their colours or shapes swapped. Its caption is a hard
     negative: it differs from the true one in a word or two.
 
-    swap_share: the share of two-object scenes whose contrast binds the caption's words to
+    swap_share: the share of two-object scenes whose near miss binds the caption's words to
     the other objects: half the two objects trading places, half trading colours (places
     when they share a colour). These are the negatives that teach which object is where
     and has which colour. 0 draws the change uniformly among all kinds (and no extra
     random number).
     background: whether the caption names the background; when it does not, the background
-    is never the one thing changed (the contrast caption would be the true one).
-    shape_share: the share of the other contrasts whose one change is an object's shape
-    (0: shape is one of the equally likely kinds, and no extra random number)."""
+    is never the one thing changed (the near-miss caption would be the true one)."""
     objs = list(scene.objects)
     if len(objs) == 2 and swap_share > 0 and rng.random() < swap_share:
         colours = objs[0].colour != objs[1].colour and rng.random() < 0.5
@@ -235,10 +256,7 @@ def contrast_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float 
     if len(objs) == 2:
         kinds += ["swap_colour", "swap_shape"] if (objs[0].colour != objs[1].colour
                                                    or objs[0].shape != objs[1].shape) else []
-    if shape_share > 0 and rng.random() < shape_share:
-        kind = "shape"
-    else:
-        kind = kinds[int(rng.integers(len(kinds)))]
+    kind = kinds[int(rng.integers(len(kinds)))]
     used = {x.colour for x in objs}
 
     def other(values, current):
@@ -291,62 +309,40 @@ class ShapesDataset(Dataset):
         max_words: int = 24,
         max_objects: int = 2,
         seed: int = 0,
-        background_phrase: float = 1.0,
-        contrast: bool = False,
-        swap_share: float = 0.0,
-        background_negative: float = 0.0,
-        unnamed_background: str = "any",
-        background_first: float = 0.0,
-        two_object_share: float = 0.5,
+        options: DataConfig | None = None,
+        near_misses: bool = False,
         cache_images: bool = False,
-        contrast_shape_share: float = 0.0,
-        jitter: float = JITTER,
     ):
-        """background_phrase: the share of captions that name the background (the rest
-        leave it out; 1.0 draws no extra random number, so captions stay as they were).
-        contrast: every sample also carries a contrast caption (`contrast_scene`), worded
-        like its own caption, as a hard negative; `swap_share` of the two-object ones trade
-        the objects' colours or places (see `contrast_scene`).
-        background_negative: the share of captions that leave the background out whose
-        contrast caption names it, in the colour of one of the scene's objects.
-        unnamed_background: the background of the pictures whose caption leaves it out:
-        "any" (drawn like the others), or a colour name (that colour, or white, else black,
-        when an object has it; `plain_background`).
-        background_first: the share of the captions that name the background whose
-        background phrase opens the caption ("on a blue background a red circle ...").
-        two_object_share: the share of scenes with two objects (0.5: the held-out captions
-        every evaluation reads).
-        contrast_shape_share: the share of contrast captions (those not trading two objects'
-        colours or places) that change an object's shape (`contrast_scene`).
-        jitter: how far each object may stray from its place, a fraction of the side (0:
-        every caption has one picture, so the picture a generator should draw for it has
-        sharp edges; with jitter, the mean of the pictures it may have is blurred).
+        """options: the config's data section (its `shapes_*` fields: which captions name
+        the background and which open with it, the near misses' swap share, the background
+        of pictures whose caption names none, the jitter); default: DataConfig().
+        near_misses: every sample also carries a near-miss caption (`near_miss_scene`),
+        worded like its own caption, as a hard negative.
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
         the seed, split and index)."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        options = options or DataConfig()
         self.split, self.length, self.seed = split, length, seed
         self.image_sizes, self.max_words, self.max_objects = tuple(image_sizes), max_words, max_objects
-        for name, share in (("background_phrase", background_phrase),
-                            ("swap_share", swap_share),
-                            ("background_negative", background_negative),
-                            ("background_first", background_first),
-                            ("two_object_share", two_object_share),
-                            ("contrast_shape_share", contrast_shape_share)):
-            if not 0.0 <= share <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {share}")
-        self.background_phrase, self.two_object_share = background_phrase, two_object_share
-        self.contrast, self.swap_share = contrast, swap_share
-        self.contrast_shape_share = contrast_shape_share
-        self.background_negative = background_negative
-        if unnamed_background != "any" and unnamed_background not in COLOURS:
-            raise ValueError(f"unnamed_background must be 'any' or a colour name, got "
-                             f"{unnamed_background!r}")
-        self.unnamed_background, self.background_first = unnamed_background, background_first
-        if not 0.0 <= jitter <= 0.1:
-            raise ValueError(f"jitter must be in [0, 0.1], got {jitter}")
-        self.jitter = jitter
+        if not 0.0 <= options.shapes_background_phrase <= 1.0:
+            raise ValueError(f"shapes_background_phrase must be in [0, 1], got "
+                             f"{options.shapes_background_phrase}")
+        if not 0.0 <= options.shapes_swap_share <= 1.0:
+            raise ValueError(f"shapes_swap_share must be in [0, 1], got {options.shapes_swap_share}")
+        if options.shapes_unnamed_background not in ("any", *COLOURS):
+            raise ValueError(f"shapes_unnamed_background must be 'any' or a colour name, got "
+                             f"{options.shapes_unnamed_background!r}")
+        if not 0.0 <= options.shapes_background_first <= 1.0:
+            raise ValueError(f"shapes_background_first must be in [0, 1], got "
+                             f"{options.shapes_background_first}")
+        if not 0.0 <= options.shapes_jitter <= 0.1:
+            raise ValueError(f"shapes_jitter must be in [0, 0.1], got {options.shapes_jitter}")
+        self.background_phrase = options.shapes_background_phrase
+        self.near_misses, self.swap_share = near_misses, options.shapes_swap_share
+        self.unnamed_background, self.jitter = options.shapes_unnamed_background, options.shapes_jitter
+        self.background_first = options.shapes_background_first
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -369,7 +365,7 @@ class ShapesDataset(Dataset):
         """The sample's generator (the wording draws come next), its scene, whether its
         caption names the background, and whether that phrase opens the caption."""
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
-        scene = sample_scene(rng, self.max_objects, self.two_object_share)
+        scene = sample_scene(rng, self.max_objects)
         named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
         if not named and self.unnamed_background != "any":
             scene = replace(scene, background=plain_background(scene, self.unnamed_background))
@@ -378,20 +374,14 @@ class ShapesDataset(Dataset):
 
     def _draw(self, index: int):
         rng, scene, named, first = self._start(index)
-        wording = copy.deepcopy(rng)  # the contrast caption reuses the same wording draws
+        wording = copy.deepcopy(rng)  # the near-miss caption reuses the same wording draws
         caption = describe(scene, rng, name_background=named, background_first=first)
         negative = None
-        if self.contrast:
+        if self.near_misses:
             pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
-            if not named and self.background_negative > 0 and pick.random() < self.background_negative:
-                shade = scene.objects[int(pick.integers(len(scene.objects)))].colour
-                negative = _articles(f"{caption} on a {shade} background")
-            else:
-                negative = describe(contrast_scene(scene, pick, swap_share=self.swap_share,
-                                                   background=named,
-                                                   shape_share=self.contrast_shape_share),
-                                    wording,
-                                    name_background=named, background_first=first)
+            negative = describe(near_miss_scene(scene, pick, swap_share=self.swap_share,
+                                                background=named),
+                                wording, name_background=named, background_first=first)
         return scene, caption, rng, named, negative
 
     def caption_for(self, index: int, scene: Scene) -> str:

@@ -84,8 +84,8 @@ def words_loss(
         # fewer regions than features (the small encoders' 4 x 4 grid): the context's dot
         # product with the word and its squared norm follow from the (B_i, B_j, T, R)
         # scores and each image's R x R Gram matrix, without the (B_i, B_j, D, T) contexts:
-        # w . (C a) = a . (C^T w) and |C a|^2 = a^T (C^T C) a. Same values (to rounding), a
-        # quarter of the FLOPs at 16 regions and D = 64 (bench/README.md, "A cheaper word loss").
+        # w . (C a) = a . (C^T w) and |C a|^2 = a^T (C^T C) a: the same values to rounding,
+        # a quarter of the FLOPs at 16 regions and D = 64.
         dot = (attn * raw).sum(3)
         gram = torch.bmm(ctx.transpose(1, 2), ctx)  # (B_j, R, R)
         sq = (torch.einsum("ijtr,jrs->ijts", attn, gram) * attn).sum(3)
@@ -119,9 +119,9 @@ def sentence_loss(
     return _two_way_ce(scores, _same_class_mask(class_ids, image_code.shape[0], image_code.device))
 
 
-def contrast_loss(code: torch.Tensor, sentence: torch.Tensor, negative: torch.Tensor, *,
+def near_miss_loss(code: torch.Tensor, sentence: torch.Tensor, negative: torch.Tensor, *,
                   gamma3: float) -> torch.Tensor:
-    """Each image (B, D) against its own sentence and its contrast sentence (B, D): a two-way
+    """Each image (B, D) against its own sentence and its near-miss sentence (B, D): a two-way
     softmax of cosine scores times gamma3, the true sentence the target."""
     pos = F.cosine_similarity(code, sentence, dim=1, eps=1e-8)
     neg = F.cosine_similarity(code, negative, dim=1, eps=1e-8)

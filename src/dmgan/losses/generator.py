@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from dmgan.config import LossConfig
-from dmgan.losses.adversarial import contrast_margin, generator_adversarial_loss, kl_loss
-from dmgan.losses.damsm import contrast_loss, sentence_loss, words_loss
+from dmgan.losses.adversarial import generator_adversarial_loss, kl_loss, preference_margin
+from dmgan.losses.damsm import sentence_loss, words_loss
 from dmgan.nn.discriminator import Discriminator
 from dmgan.nn.generator import GeneratorOutput
 from dmgan.nn.text_encoder import TextEncoding
@@ -28,10 +28,9 @@ class GeneratorLoss:
     damsm_words: torch.Tensor  # (w_loss0 + w_loss1) * damsm_weight
     damsm_sentence: torch.Tensor  # (s_loss0 + s_loss1) * damsm_weight
     kl: torch.Tensor  # kl_weight * KL
-    # g_contrast_weight * the Ds' preference of the mismatched caption on the fakes
-    contrast: torch.Tensor | None = None
-    # pixel_weight * the mean squared or absolute difference to the real images, summed
-    # over stages
+    # caption_preference_weight * the Ds' preference of the mismatched caption on the fakes
+    preference: torch.Tensor | None = None
+    # pixel_weight * the mean squared difference to the real images, summed over stages
     pixel: torch.Tensor | None = None
 
 
@@ -48,12 +47,11 @@ def object_mask(real: torch.Tensor) -> torch.Tensor:
     return ((real - background).abs() > OBJECT_THRESHOLD).any(dim=1, keepdim=True).to(real.dtype)
 
 
-def pixel_difference(fake: torch.Tensor, real: torch.Tensor, norm: str,
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor,
                      object_weight: float = 0.0) -> torch.Tensor:
-    """The mean squared ("l2") or absolute ("l1") difference of two image batches; with
-    `object_weight`, the pixels off the real picture's background count 1 + that times."""
-    diff = fake - real
-    per_pixel = diff.square() if norm == "l2" else diff.abs()
+    """The mean squared difference of two image batches; with `object_weight`, the pixels
+    off the real picture's background count 1 + that times."""
+    per_pixel = (fake - real).square()
     if object_weight > 0:
         per_pixel = per_pixel * (1 + object_weight * object_mask(real))
     return per_pixel.mean()
@@ -71,35 +69,32 @@ def generator_loss(
     critics: Sequence[Discriminator] | None = None,
     real: Sequence[torch.Tensor] | None = None,
 ) -> GeneratorLoss:
-    """`wrong`: the step's mismatched captions, for the contrast term (loss.g_contrast_weight),
-    judged by `critics` (frozen Ds) when given, else by the run's own Ds. `real`: the
-    captions' real images per stage, for the pixel term (loss.pixel_weight)."""
-    use_contrast = loss.g_contrast_weight > 0 and wrong is not None
+    """`wrong`: the step's mismatched captions, for the caption-preference term
+    (loss.caption_preference_weight), judged by `critics` (frozen Ds) when given, else by the
+    run's own Ds. `real`: the captions' real images per stage, for the pixel term
+    (loss.pixel_weight)."""
+    use_preference = loss.caption_preference_weight > 0 and wrong is not None
     adv, margin = generator_adversarial_loss(
-        ds, out.images, text.sentence, kind=loss.adversarial, words=text.words,
-        mask=text.mask, contrast=wrong if use_contrast and critics is None else None)
-    if use_contrast and critics is not None:
-        margin = contrast_margin(critics, out.images, text, wrong)
-    contrast = margin * loss.g_contrast_weight
+        ds, out.images, text.sentence, words=text.words, mask=text.mask,
+        near_miss=wrong if use_preference and critics is None else None)
+    if use_preference and critics is not None:
+        margin = preference_margin(critics, out.images, text, wrong)
+    preference = margin * loss.caption_preference_weight
     regions, code = image_encoder(out.images[-1])
     w = words_loss(regions, text.words, lengths, class_ids, gamma1=loss.gamma1,
                    gamma2=loss.gamma2, gamma3=loss.gamma3)
     s0, s1 = sentence_loss(code, text.sentence, class_ids, gamma3=loss.gamma3)
     words_term = (w.loss0 + w.loss1) * loss.damsm_weight
     sent_term = (s0 + s1) * loss.damsm_weight
-    if loss.damsm_contrast_weight > 0 and wrong is not None:
-        sent_term = sent_term + loss.damsm_contrast_weight * contrast_loss(
-            code, text.sentence, wrong.sentence, gamma3=loss.gamma3)
     kl = kl_loss(out.mu, out.logvar) * loss.kl_weight
-    total = adv + words_term + sent_term + kl + contrast
+    total = adv + words_term + sent_term + kl + preference
     pixel = None
     if loss.pixel_weight > 0:
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
-        pairs = list(zip(out.images, real, strict=True))[:loss.pixel_stages or None]
         pixel = loss.pixel_weight * sum(
-            pixel_difference(fake, r.to(fake.dtype), loss.pixel_norm, loss.pixel_object_weight)
-            for fake, r in pairs)
+            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight)
+            for fake, r in zip(out.images, real, strict=True))
         total = total + pixel
     return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,
-                         damsm_sentence=sent_term, kl=kl, contrast=contrast, pixel=pixel)
+                         damsm_sentence=sent_term, kl=kl, preference=preference, pixel=pixel)

@@ -2,8 +2,7 @@
 says, per attribute, whether the picture shows what the caption says.
 
 `shapes_accuracy` serves the evaluation during training (every snapshot), the demo's
-report, `dmgan eval --data shapes` (the "oracle" metric of dmgan.metrics.evaluate) and
-the recipe study (bench/recipe_study.py).
+report and `dmgan eval --data shapes` (the "oracle" metric).
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
+from dmgan.config import DataConfig
 from dmgan.data.collate import collate
-from dmgan.data.oracle import ATTRIBUTES, judge, load_oracle
 from dmgan.data.shapes import COLOUR_NAMES, POSITIONS, SHAPES, SIZES, ShapesDataset
+from dmgan.metrics.oracle import ATTRIBUTES, judge, load_oracle
 
 # What a generator that ignores the caption scores per attribute: one of the choices, at
 # random. Position has 5 slots for one object; a pair sits left/right or top/bottom.
@@ -54,7 +54,7 @@ def held_out_captions(n: int, seed: int, max_words: int = 30, *,
     (`background_phrase`: the share of captions that name the background; every one in
     the evaluations, none to ask how a model draws captions that leave it out)."""
     return ShapesDataset(split="test", length=n, image_sizes=(64,), max_words=max_words, seed=seed,
-                         background_phrase=background_phrase)
+                         options=DataConfig(shapes_background_phrase=background_phrase))
 
 
 def oracle_scores(images: torch.Tensor, attributes: Sequence[dict], *, batch: int = 100,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmgan.metrics.evaluate import Generated, Settings, evaluate_generator
+from dmgan.metrics.evaluate import evaluate_generator
+from dmgan.metrics.registry import Generated, Settings
 
 SELECTION_SEED = 1000  # offset of the held-out shapes captions used to choose best.pt
 
@@ -45,7 +46,7 @@ class SnapshotEvaluator:
     @torch.no_grad()
     def __call__(self, generator) -> dict[str, float]:
         if self.shapes:
-            from dmgan.data.oracle import ATTRIBUTES
+            from dmgan.metrics.oracle import ATTRIBUTES
 
             # captions of another seed than the reports' (seed): picking best.pt on these does
             # not pick it on the captions it is then reported on

@@ -85,7 +85,7 @@ class Generator(nn.Module):
         res_blocks: int = 2,  # residual blocks per memory stage
         mask_mode: str = "released",  # see MemoryStage
         use_memory: bool = True,  # False: the no-memory ablation (see MemoryStage)
-        init_words: int = 0,  # the initial stage reads the words at this size (see InitStage)
+        first_stage_read_px: int = 0,  # the initial stage reads the words at this size (see InitStage)
         word_context: int = 0,  # WordContext layers before the words are read (0: none)
     ):
         super().__init__()
@@ -100,7 +100,7 @@ class Generator(nn.Module):
         # the no-memory ablation reads no words anywhere: the sentence code alone
         self.init_stage = InitStage(in_dim=condition_dim + z_dim, gf_dim=gf_dim,
                                     base_size=base_size, embed_dim=embed_dim,
-                                    read_words=init_words if use_memory else 0,
+                                    read_words=first_stage_read_px if use_memory else 0,
                                     mask_mode=mask_mode)
         self.stages = nn.ModuleList(
             MemoryStage(gf_dim=gf_dim, embed_dim=embed_dim, res_blocks=res_blocks,

@@ -16,13 +16,14 @@ from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_data
-from dmgan.device import configure_allocator, configure_threads, resolve_device
+from dmgan.device import resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
-from dmgan.losses.damsm import contrast_loss
+from dmgan.losses.damsm import near_miss_loss
 from dmgan.models import build_image_encoder, build_text_encoder
 from dmgan.progress import Progress
 from dmgan.train.runs import Clock, JsonLog, make_run_folder
+from dmgan.tuning import configure_allocator, configure_threads
 
 
 @dataclass
@@ -30,8 +31,8 @@ class DamsmResult:
     path: Path
     steps: int
     r_at_1: float  # caption -> image retrieval among 100 test candidates (chance 0.01)
-    # own caption over its contrast caption on test images (chance 0.5); None without them
-    contrast: float | None = None
+    # own caption over its near-miss caption on test images (chance 0.5); None without them
+    near_miss: float | None = None
     # whether it stopped because its targets were met (on 500 test images; the numbers above
     # are measured on more, so they may fall a little short of a target that was met)
     met_targets: bool = False
@@ -45,19 +46,19 @@ def _damsm_losses(text_encoder, image_encoder, batch, cfg: DMGANConfig, device):
     w = words_loss(regions, text.words, lens, batch.class_ids.to(device), gamma1=lo.gamma1,
                    gamma2=lo.gamma2, gamma3=lo.gamma3)
     s0, s1 = sentence_loss(code, text.sentence, batch.class_ids.to(device), gamma3=lo.gamma3)
-    if cfg.damsm.contrast_negatives and batch.negatives is not None:
+    if cfg.damsm.near_miss_negatives and batch.negatives is not None:
         neg = text_encoder(batch.negatives.to(device), batch.negative_lengths.to(device)).sentence
-        s0 = s0 + contrast_loss(code, text.sentence, neg, gamma3=lo.gamma3)
+        s0 = s0 + near_miss_loss(code, text.sentence, neg, gamma3=lo.gamma3)
     return w.loss0 + w.loss1, s0 + s1
 
 
 @torch.no_grad()
-def contrast_accuracy(text_encoder, image_encoder, dataset, *, device, chunk: int = 100,
+def near_miss_accuracy(text_encoder, image_encoder, dataset, *, device, chunk: int = 100,
                       limit: int = 500) -> float | None:
     """The share of test samples whose image code is nearer (cosine) to its own caption's
-    sentence code than to its contrast caption's (the caption with one thing changed: what
+    sentence code than to its near-miss caption's (the caption with one thing changed: what
     R@1 among random captions hardly asks, shape above all); None when the data makes no
-    contrast captions."""
+    near-miss captions."""
     text_encoder.eval()
     image_encoder.eval()
     cos = torch.nn.functional.cosine_similarity
@@ -107,14 +108,16 @@ def pretrain_damsm(
     log_every: int = 50,
     progress: bool | None = None,
     target_r1: float | None = None,
-    target_contrast: float | None = None,
+    target_near_miss: float | None = None,
     check_every: int = 200,
     init_from: str | Path | None = None,
+    command: str | None = None,
 ) -> DamsmResult:
     """Train until `epochs`, `minutes` or `max_steps` runs out, or (with `target_r1` and/or
-    `target_contrast`) until the test R@1 and the contrast accuracy (contrast_accuracy),
+    `target_near_miss`) until the test R@1 and the near-miss accuracy (near_miss_accuracy),
     measured every `check_every` steps on 500 test samples, reach them.
-    `init_from`: a DAMSM checkpoint of the same text and encoder settings to start from."""
+    `init_from`: a DAMSM checkpoint of the same text and encoder settings to start from.
+    `command`: the command line that asked for it, recorded in the checkpoint."""
     torch.manual_seed(seed)
     dev = resolve_device(device)
     d = cfg.damsm
@@ -125,10 +128,10 @@ def pretrain_damsm(
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
                          f"{d.batch_size}: pass --batch-size {max(2, len(train))} or less")
-    if target_contrast is not None and (len(test) == 0 or test[0].negative is None):
-        raise DMGANError("--target-contrast needs data that makes contrast captions (the "
-                         "built-in shapes data, with train.contrast_negatives or "
-                         "damsm.contrast_negatives on)")
+    if target_near_miss is not None and (len(test) == 0 or test[0].negative is None):
+        raise DMGANError("--target-near-miss needs data that makes near-miss captions (the "
+                         "built-in shapes data, with train.near_miss_negatives or "
+                         "damsm.near_miss_negatives on)")
     # the inputs are good: now the thread count (a probe the first time on this machine)
     n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
                                        batch=cfg.damsm.batch_size)
@@ -181,19 +184,19 @@ def pretrain_damsm(
             if clock.out_of_time() or (max_steps is not None and step >= max_steps):
                 done = True
                 break
-            if (target_r1, target_contrast) != (None, None) and step % check_every == 0:
+            if (target_r1, target_near_miss) != (None, None) and step % check_every == 0:
                 r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev, limit=500)
-                contrast = contrast_accuracy(text_encoder, image_encoder, test, device=dev, limit=500) \
-                    if target_contrast is not None else None
+                near_miss = near_miss_accuracy(text_encoder, image_encoder, test, device=dev, limit=500) \
+                    if target_near_miss is not None else None
                 text_encoder.train()
                 image_encoder.train()
                 log.write({"step": step, "test_r_at_1_500": r1,
-                           **({} if contrast is None else {"test_contrast_500": contrast})})
+                           **({} if near_miss is None else {"test_near_miss_500": near_miss})})
                 bar.write(f"damsm step {step}: test R@1 {r1:.3f} (target {target_r1 or 0:g})"
-                          + ("" if target_contrast is None else
-                             f", contrast {'-' if contrast is None else f'{contrast:.3f}'} "
-                             f"(target {target_contrast:g})"))
-                if r1 >= (target_r1 or 0) and (contrast is None or contrast >= target_contrast):
+                          + ("" if target_near_miss is None else
+                             f", near misses {'-' if near_miss is None else f'{near_miss:.3f}'} "
+                             f"(target {target_near_miss:g})"))
+                if r1 >= (target_r1 or 0) and (near_miss is None or near_miss >= target_near_miss):
                     done = met = True
                     break
         if done:
@@ -204,18 +207,18 @@ def pretrain_damsm(
                 group["lr"] = lr
     bar.close()
     r1 = retrieval_r1(text_encoder, image_encoder, test, device=dev)
-    contrast = contrast_accuracy(text_encoder, image_encoder, test, device=dev, limit=1000)
+    near_miss = near_miss_accuracy(text_encoder, image_encoder, test, device=dev, limit=1000)
     log.write({"step": step, "test_r_at_1": r1,
-               **({} if contrast is None else {"test_contrast": contrast})})
+               **({} if near_miss is None else {"test_near_miss": near_miss})})
     print(f"damsm: {step} steps, test R@1 (caption -> image among 100) = {r1:.3f}"
-          + ("" if contrast is None else
-             f"; own caption over its contrast caption {contrast:.3f}"), flush=True)
+          + ("" if near_miss is None else
+             f"; own caption over its near-miss caption {near_miss:.3f}"), flush=True)
     path = out / "damsm.pt"
     save_checkpoint(path, config=cfg, networks={"text_encoder": text_encoder,
                                                 "image_encoder": image_encoder},
                     kind="damsm", step=step, vocab=list(train.vocab.words), test_r_at_1=r1,
-                    **({} if contrast is None else {"test_contrast": contrast}))
-    return DamsmResult(path, step, r1, contrast, met)
+                    command=command, **({} if near_miss is None else {"test_near_miss": near_miss}))
+    return DamsmResult(path, step, r1, near_miss, met)
 
 
 def _check_damsm(path: str | Path, cfg: DMGANConfig) -> dict:

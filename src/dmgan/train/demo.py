@@ -1,6 +1,6 @@
 """The demo: DM-GAN from scratch on the built-in shapes data, then the oracle's report.
 
-Budget: DAMSM pre-training stops at a target test R@1 and a target contrast accuracy (its
+Budget: DAMSM pre-training stops at a target test R@1 and a target near-miss accuracy (its
 own caption over the caption with one thing changed: R@1 among random captions is reached
 before the DAMSM reads shapes), or at a step cap, or a share of the time; the GAN takes what
 is left but a reserve for judging. Encoders that did not learn
@@ -18,14 +18,13 @@ from pathlib import Path
 from dmgan.config import DMGANConfig
 from dmgan.fileio import atomic_write_text
 
-DAMSM_TARGET_R1 = 0.95  # caption -> image among 100 test images; reached at ~800 steps
-# shapes32: 1,000-1,400 steps. The GAN learns shapes from the DAMSM: one stopped at 0.88
-# (600-800 steps) left the demo at shape 0.66-0.80, one at 0.92 at 0.98 (bench/README.md)
-DAMSM_TARGET_CONTRAST = 0.92
+DAMSM_TARGET_R1 = 0.95  # caption -> image among 100 test images
+# the GAN learns shapes only from a DAMSM that reads them (docs/recipes.md, the demo)
+DAMSM_TARGET_NEAR_MISS = 0.92
 DAMSM_MAX_STEPS = 2500
 DAMSM_SHARE = 0.4  # at most this share of the minutes goes to the DAMSM
 JUDGE_RESERVE_MIN = 0.5  # minutes kept for judging and writing the report
-MIN_GAN_STEPS = 800  # below this the shapes recipe stays near chance (bench/README.md)
+MIN_GAN_STEPS = 800  # below this the shapes recipe stays near chance (docs/recipes.md)
 
 
 @dataclass
@@ -58,12 +57,12 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     run = Path(opts.out)
     damsm_min = opts.minutes * DAMSM_SHARE
     print(f"demo: {opts.minutes:g} min ({cfg.name}): DAMSM until test R@1 {DAMSM_TARGET_R1} "
-          f"and own caption over its contrast caption {DAMSM_TARGET_CONTRAST} (at most "
+          f"and own caption over its near-miss caption {DAMSM_TARGET_NEAR_MISS} (at most "
           f"{DAMSM_MAX_STEPS} steps or {damsm_min:.1f} min), DM-GAN for the rest, then the "
           f"oracle's report", flush=True)
     damsm = pretrain_damsm(cfg, data="shapes", out=run / "damsm", minutes=damsm_min,
                            max_steps=DAMSM_MAX_STEPS, target_r1=DAMSM_TARGET_R1,
-                           target_contrast=DAMSM_TARGET_CONTRAST, seed=opts.seed,
+                           target_near_miss=DAMSM_TARGET_NEAR_MISS, seed=opts.seed,
                            workers=train_options.workers)
     # refuses encoders below the bar before any GAN work (exit 2 from the CLI)
     load_damsm(damsm.path, cfg, min_r1=opts.min_damsm_r1)
@@ -71,10 +70,10 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     if not damsm.met_targets and damsm.r_at_1 < DAMSM_TARGET_R1:
         print(f"dmgan: warning: the DAMSM reached test R@1 {damsm.r_at_1:.3f}, short of the "
               f"{DAMSM_TARGET_R1} target, in its budget", flush=True)
-    if (not damsm.met_targets and damsm.contrast is not None
-            and damsm.contrast < DAMSM_TARGET_CONTRAST):
+    if (not damsm.met_targets and damsm.near_miss is not None
+            and damsm.near_miss < DAMSM_TARGET_NEAR_MISS):
         print(f"dmgan: warning: the DAMSM prefers a caption to its one-thing-changed twin "
-              f"{damsm.contrast:.3f} of the time, short of the {DAMSM_TARGET_CONTRAST} target, "
+              f"{damsm.near_miss:.3f} of the time, short of the {DAMSM_TARGET_NEAR_MISS} target, "
               f"in its budget: the GAN learns shapes slower from it", flush=True)
     gan_min = opts.minutes - (time.monotonic() - start) / 60 - JUDGE_RESERVE_MIN
     if gan_min <= 0:
@@ -87,7 +86,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     report = judge_run(cfg, result.last_checkpoint, n=opts.judge, seed=opts.seed)
     report = {"minutes": opts.minutes, "steps": result.step, "memory": cfg.generator.memory,
               "preset": cfg.name, "damsm_steps": damsm.steps, "damsm_test_r_at_1": damsm.r_at_1,
-              "damsm_test_contrast": damsm.contrast,
+              "damsm_test_near_miss": damsm.near_miss,
               "wall_minutes": round((time.monotonic() - start) / 60, 2), **report}
     best = run / "best.pt"
     if best.is_file():  # the snapshot chosen on other held-out captions, judged on these
@@ -97,7 +96,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
         report["best"] = {"step": best_payload["step"],
                           **judge_run(cfg, best, n=opts.judge, seed=opts.seed, live=False)}
     chosen = best if best.is_file() else result.last_checkpoint
-    from dmgan.checkpoint import export_model
+    from dmgan.export import export_model
 
     export_model(chosen, run / "model.pt",
                  note=f"dmgan demo --preset {cfg.name} --minutes {opts.minutes:g} "
@@ -117,7 +116,8 @@ def judge_run(cfg: DMGANConfig, checkpoint: Path, *, n: int, seed: int,
     """The oracle's report on a training checkpoint (dmgan.metrics.evaluate, as `dmgan eval
     --checkpoint CKPT --data shapes --metrics oracle` runs it): EMA (and live) G on `n`
     held-out captions, the real images' ceiling, chance levels and a one-line verdict."""
-    from dmgan.metrics.evaluate import Settings, evaluate_checkpoint
+    from dmgan.metrics.evaluate import evaluate_checkpoint
+    from dmgan.metrics.registry import Settings
     from dmgan.metrics.shapes import CHANCE, held_out_captions, real_ceiling, verdict
 
     report: dict = {"chance": {k: round(v, 3) for k, v in CHANCE.items()}}

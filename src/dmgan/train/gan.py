@@ -3,7 +3,6 @@ log, snapshot), the released recipe, exact resume, mixed precision, many process
 
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -13,18 +12,22 @@ from pathlib import Path
 
 import torch
 
-from dmgan.checkpoint import generator_name, load_checkpoint, load_network, save_checkpoint
+from dmgan.checkpoint import (
+    generator_name,
+    lineage_of,
+    load_checkpoint,
+    load_network,
+    save_checkpoint,
+)
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_data
-from dmgan.device import configure_allocator, configure_threads
+from dmgan.data.shapes import caption_needs
+from dmgan.device import check_amp
 from dmgan.errors import CheckpointError, ConfigError, DMGANError
-from dmgan.losses import discriminator_loss, generator_loss
-from dmgan.losses.adversarial import hardest_other
 from dmgan.metrics.snapshot import SnapshotEvaluator
 from dmgan.models import build_discriminators, build_generator
-from dmgan.nn.text_encoder import TextEncoding
 from dmgan.train.damsm import load_damsm
 from dmgan.train.graphs import GraphedUpdate, check_cuda_graphs
 from dmgan.train.runs import (
@@ -42,15 +45,9 @@ from dmgan.train.runs import (
     set_rng_state,
     write_config,
 )
-from dmgan.train.runtime import (
-    Runtime,
-    autocast,
-    average_gradients,
-    broadcast_state,
-    check_amp,
-    mean_across_ranks,
-    setup_runtime,
-)
+from dmgan.train.runtime import Runtime, broadcast_state, mean_across_ranks, setup_runtime
+from dmgan.train.step import EMA, GANParts, train_step
+from dmgan.tuning import configure_allocator, configure_threads
 
 
 @dataclass
@@ -66,7 +63,7 @@ class TrainOptions:
     amp: str = "off"
     compile: bool = False
     cuda_graphs: bool = False  # record the D and G updates once as a CUDA graph, then replay
-    channels_last: bool = True  # measured faster for a training step (bench/train_step.py)
+    channels_last: bool = True  # channels_last memory layout (measured faster on CPU too)
     workers: int = 2
     log_every: int = 50
     sample_every: int = 500
@@ -87,9 +84,9 @@ class TrainOptions:
     # start a new run from another run's networks (a training checkpoint: G, EMA G and the
     # Ds; an exported model: G and EMA G, new Ds); fresh optimizers, step 0
     init_from: Path | None = None
-    # frozen discriminators (a training checkpoint's, reading the words: e.g. from
-    # bench/warm_match.py) that judge the contrast term (loss.g_contrast_weight) in place
-    # of the run's own Ds: a teacher of which object is where that the fakes do not train
+    # frozen discriminators that read the words (dmgan train-critic) and judge the
+    # caption-preference term (loss.caption_preference_weight) in place of the run's own Ds:
+    # a teacher of which object is where that the fakes do not train
     critic: Path | None = None
     extra: dict = field(default_factory=dict)
 
@@ -161,151 +158,11 @@ class TrainResult:
     last_checkpoint: Path | None
 
 
-class EMA:
-    """Exponential moving average of G's parameters; buffers copied from G."""
-
-    def __init__(self, net: torch.nn.Module, decay: float, warmup: bool):
-        self.net = copy.deepcopy(net).eval().requires_grad_(False)
-        self.decay, self.warmup = decay, warmup
-
-    @torch.no_grad()
-    def update(self, net: torch.nn.Module, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
-        if getattr(self, "_for", None) is not net:  # list the tensors once per live network
-            self._for = net
-            self._pairs = (list(self.net.parameters()), [p.detach() for p in net.parameters()],
-                           list(self.net.buffers()), list(net.buffers()))
-        ema_p, live_p, ema_b, live_b = self._pairs
-        torch._foreach_lerp_(ema_p, live_p, 1.0 - d)  # one fused call, not one per tensor
-        torch._foreach_copy_(ema_b, live_b)
-
-
 def _sample_inputs(dataset, n: int, cfg: DMGANConfig, seed: int):
     batch = collate([dataset[i] for i in range(min(n, len(dataset)))])
     noise = torch.randn(len(batch.keys), cfg.generator.z_dim,
                         generator=torch.Generator().manual_seed(seed + 999))
     return batch, noise
-
-
-@dataclass
-class GANParts:
-    """What one training step updates, and the frozen encoders it reads."""
-
-    g: torch.nn.Module  # the generator whose parameters the optimizer holds
-    g_run: torch.nn.Module  # what is called: g, or torch.compile(g)
-    ds: torch.nn.ModuleList
-    opt_g: torch.optim.Optimizer
-    opt_ds: list[torch.optim.Optimizer]
-    ema: EMA
-    text_encoder: torch.nn.Module
-    image_encoder: torch.nn.Module
-    scaler: torch.amp.GradScaler
-    critics: torch.nn.ModuleList | None = None  # frozen Ds for the contrast term (opts.critic)
-
-
-def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[torch.Tensor],
-               captions: torch.Tensor, lengths: torch.Tensor, class_ids: torch.Tensor,
-               noise_gen: torch.Generator | None, step: int, amp: str = "off",
-               negatives: torch.Tensor | None = None,
-               negative_lengths: torch.Tensor | None = None,
-               graphed: GraphedUpdate | None = None) -> dict[str, torch.Tensor]:
-    """One step: D updates (cfg.train.d_steps per stage), the G update, the EMA update.
-
-    real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,);
-    negatives (B, T'), negative_lengths (B,): contrast captions (cfg.train.contrast_negatives).
-    graphed: replay the D and G updates as a recorded CUDA graph (train --cuda-graphs).
-    Returns the step's losses as detached 0-d tensors (no host sync here).
-    """
-    p, dev = parts, real[0].device
-    # the frozen text encoder and the noise stay outside the updates (and outside a CUDA
-    # graph): the encoder's packed LSTM reads the lengths on the host
-    with torch.no_grad():
-        text = p.text_encoder(captions, lengths)
-        wrong = None
-        if cfg.train.contrast_negatives:
-            if negatives is None:
-                raise DMGANError("train.contrast_negatives needs data that makes contrast "
-                                 "captions (the built-in shapes data)")
-            wrong = p.text_encoder(negatives, negative_lengths)
-        elif cfg.train.hard_negatives:
-            pick = hardest_other(text.sentence, class_ids)
-            wrong = TextEncoding(words=text.words[pick], sentence=text.sentence[pick],
-                                 mask=text.mask[pick])
-    # one noise per D step, drawn in the order the updates use them
-    noises = [torch.randn(len(lengths), cfg.generator.z_dim, generator=noise_gen).to(dev)
-              for _ in range(cfg.train.d_steps)]
-    if graphed is not None:
-        losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
-                         wrong=wrong, noises=noises)
-    else:
-        losses = update_networks(p, cfg, rt, amp, real=real, text=text, lengths=lengths,
-                                 class_ids=class_ids, wrong=wrong, noises=noises)
-    # --- phase: update the EMA generator --------------------------------------------
-    p.ema.update(p.g, step)
-    return losses
-
-
-def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
-                    real: list[torch.Tensor], text: TextEncoding, lengths: torch.Tensor,
-                    class_ids: torch.Tensor, wrong: TextEncoding | None,
-                    noises: list[torch.Tensor], autocast_cache: bool = True,
-                    ) -> dict[str, torch.Tensor]:
-    """The D updates and the G update of one step, from encoded captions and drawn noise:
-    device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
-    lo = cfg.loss
-
-    def amp_context():
-        return autocast(rt, amp, cache=autocast_cache)
-
-    # --- phase: update each discriminator (extra D steps judge fresh fakes) ---------
-    for z in noises[:-1]:
-        with torch.no_grad(), amp_context():
-            fakes = p.g_run(z, text.sentence, text.words, text.mask,
-                            sample_condition=cfg.train.sample_condition).images
-        _update_discriminators(p, lo, rt, amp_context, real, fakes, text, wrong)
-    with amp_context():
-        out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
-                      sample_condition=cfg.train.sample_condition)
-    d_losses = _update_discriminators(p, lo, rt, amp_context, real, out.images, text, wrong)
-
-    # --- phase: update the generator ------------------------------------------------
-    p.ds.requires_grad_(False)
-    with amp_context():
-        gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
-                            critics=p.critics, real=real)
-    p.opt_g.zero_grad(set_to_none=True)
-    p.scaler.scale(gl.total).backward()
-    p.ds.requires_grad_(True)
-    average_gradients(p.g.parameters(), rt)
-    p.scaler.step(p.opt_g)
-    p.scaler.update()
-    for module in (p.g, p.ds):
-        broadcast_state(module, rt, buffers_only=True)
-    return {"g_total": gl.total.detach(), "g_adv": gl.adversarial.detach(),
-            "g_words": gl.damsm_words.detach(), "g_sentence": gl.damsm_sentence.detach(),
-            "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)},
-            **({"g_contrast": gl.contrast.detach()} if lo.g_contrast_weight > 0 else {}),
-            **({"g_pixel": gl.pixel.detach()} if gl.pixel is not None else {})}
-
-
-def _update_discriminators(p: GANParts, lo, rt: Runtime, amp_context, real, fakes,
-                           text: TextEncoding, wrong: TextEncoding | None = None):
-    losses = []
-    captions = {"words": text.words, "mask": text.mask}
-    if wrong is not None:
-        captions.update(wrong_sentence=wrong.sentence, wrong_words=wrong.words,
-                        wrong_mask=wrong.mask)
-    for d, opt_d, real_i, fake_i in zip(p.ds, p.opt_ds, real, fakes, strict=True):
-        with amp_context():
-            loss_d = discriminator_loss(d, real_i, fake_i, text.sentence, kind=lo.adversarial,
-                                        gp_weight=lo.ma_gp_weight, gp_power=lo.ma_gp_power,
-                                        **captions).total
-        opt_d.zero_grad(set_to_none=True)
-        p.scaler.scale(loss_d).backward()
-        average_gradients(d.parameters(), rt)
-        p.scaler.step(opt_d)
-        losses.append(loss_d.detach())
-    return losses
 
 
 def load_optimizer(opt: torch.optim.Optimizer, state: dict, capturable: bool) -> None:
@@ -315,10 +172,11 @@ def load_optimizer(opt: torch.optim.Optimizer, state: dict, capturable: bool) ->
     opt.load_state_dict({**state, "param_groups": groups})
 
 
-def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
-    """Train (or, with opts.resume, continue) a run in opts.out, holding its lock."""
+def train_gan(cfg: DMGANConfig, opts: TrainOptions, *, command: str | None = None) -> TrainResult:
+    """Train (or, with opts.resume, continue) a run in opts.out, holding its lock. `command`:
+    the command line that asked for it, recorded in every checkpoint (dmgan.export)."""
     rt = setup_runtime(opts.device)
-    check_amp(opts.amp, rt)
+    check_amp(opts.amp, rt.device)
     if opts.cuda_graphs:
         check_cuda_graphs(rt.device, opts.amp, rt.world)
     run = Path(opts.out)
@@ -328,16 +186,16 @@ def train_gan(cfg: DMGANConfig, opts: TrainOptions) -> TrainResult:
         lock = lock_run_folder(run)
         make_run_folder(run / "samples", "the samples folder")
     try:
-        return _train(cfg, opts, rt, run)
+        return _train(cfg, opts, rt, run, command)
     finally:
         if lock is not None:
             lock.close()
 
 
-def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> TrainResult:
+def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
+           command: str | None) -> TrainResult:
     dev = rt.device
-    # channels_last measured faster for a whole training step on a 2-core CPU too (bird batch
-    # 10: 12.4 s vs 16.1 s; shapes batch 32: 119-126 vs 108 images/s; bench/train_step.py).
+    # channels_last: measured faster for a whole training step on a CPU too (docs/design.md)
     fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
 
     found = None
@@ -373,9 +231,9 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
     broadcast_state(ds, rt)
     ema = EMA(g, cfg.train.ema_decay, cfg.train.ema_warmup)
     tr = cfg.train
-    # foreach: one multi-tensor update instead of a loop over parameters (the default on a
-    # CPU); measured 5.7 -> 2.9 ms per step for the shapes preset's G and Ds, 1 thread.
-    # capturable: the step count stays on the device, as a CUDA graph needs
+    # foreach: one multi-tensor update instead of a loop over parameters (half the
+    # optimizer time on CPU, docs/design.md); capturable: the step count stays on the
+    # device, as a CUDA graph needs
     adam = {"betas": (tr.beta1, tr.beta2), "foreach": True, "capturable": opts.cuda_graphs}
     opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, **adam)
     opt_ds = [torch.optim.Adam(d.parameters(), lr=tr.lr_d, **adam) for d in ds]
@@ -400,6 +258,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
         for i, o in enumerate(opt_ds):
             load_optimizer(o, payload["optimizers"][f"discriminator{i}"], opts.cuda_graphs)
         step, epoch, batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
+        command = payload.get("command") or command  # the run's own command, not the resume
         states = payload["rng"]
         set_rng_state(states[rt.rank] if isinstance(states, list) else states, noise_gen)
         if "grad_scaler" in payload:
@@ -412,6 +271,10 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
             print(f"initialised from {opts.init_from} ({trained} steps trained)", flush=True)
 
     critics = load_critics(opts.critic, cfg, dev, fmt) if opts.critic is not None else None
+    # how this run was made and what its captions need to name (written on by dmgan.export)
+    lineage = lineage_of(load_checkpoint(opts.damsm)[1],
+                         load_checkpoint(opts.critic)[1] if opts.critic is not None else None)
+    reads = {"needs": caption_needs(cfg) if opts.data == "shapes" else []}
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
                    image_encoder=image_encoder, scaler=scaler, critics=critics)
@@ -447,6 +310,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path) -> Trai
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
             "kind": "dmgan-train", "options": identity, "grad_scaler": scaler.state_dict(),
+            "command": command, "lineage": lineage, "reads": reads,
         }
 
     def snapshot() -> Path:
@@ -561,7 +425,7 @@ def load_critics(path: Path, cfg: DMGANConfig, device: torch.device,
     source, payload = load_checkpoint(path)
     if not source.discriminator.word_match:
         raise CheckpointError(f"--critic {path}: its discriminators do not read the words "
-                              f"(discriminator.word_match); bench/warm_match.py makes some")
+                              f"(discriminator.word_match); dmgan train-critic makes some")
     if (source.generator.image_sizes != cfg.generator.image_sizes
             or source.text != cfg.text):
         raise CheckpointError(f"--critic {path}: its image sizes or text settings are not "
@@ -569,9 +433,9 @@ def load_critics(path: Path, cfg: DMGANConfig, device: torch.device,
     critics = build_discriminators(source, init=False)
     for i, d in enumerate(critics):
         load_network(d, payload, f"discriminator{i}", str(path))
-    if cfg.loss.g_contrast_weight <= 0:
-        warnings.warn("--critic judges only the contrast term, and loss.g_contrast_weight "
-                      "is 0", stacklevel=2)
+    if cfg.loss.caption_preference_weight <= 0:
+        warnings.warn("--critic judges only the caption-preference term, and "
+                      "loss.caption_preference_weight is 0", stacklevel=2)
     return critics.to(device, memory_format=fmt).eval().requires_grad_(False)
 
 

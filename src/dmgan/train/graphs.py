@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from dmgan.errors import DMGANError
 from dmgan.nn.text_encoder import TextEncoding
+from dmgan.train.step import update_networks
 
 
 def check_cuda_graphs(device: torch.device, amp: str, world: int) -> None:
@@ -44,7 +45,7 @@ class _Inputs:
     text: TextEncoding
     lengths: torch.Tensor
     class_ids: torch.Tensor
-    wrong: TextEncoding | None  # mismatched captions for D (contrast or hard negatives)
+    wrong: TextEncoding | None  # mismatched captions for D (near misses)
     noises: list[torch.Tensor]
 
     def tensors(self) -> list[torch.Tensor | None]:
@@ -137,8 +138,6 @@ class GraphedUpdate:
         return {k: v.clone() for k, v in self.outputs.items()}
 
     def _update(self, x: _Inputs) -> dict[str, torch.Tensor]:
-        from dmgan.train.gan import update_networks
-
         return update_networks(self.parts, self.cfg, self.rt, self.amp, real=x.real, text=x.text,
                                lengths=x.lengths, class_ids=x.class_ids, wrong=x.wrong,
                                noises=x.noises, autocast_cache=not self.capture)

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from dmgan.device import autocast as device_autocast
-from dmgan.device import check_amp as device_check_amp
 from dmgan.device import resolve_device
 
 
@@ -74,12 +72,3 @@ def broadcast_state(module: torch.nn.Module, rt: Runtime, *, buffers_only: bool 
     params = [] if buffers_only else list(module.parameters())
     for t in params + list(module.buffers()):
         dist.broadcast(t.data, 0)
-
-
-def autocast(rt: Runtime, amp: str, *, cache: bool = True):
-    """Mixed precision for `amp` ("off": none) on the run's device (dmgan.device.autocast)."""
-    return device_autocast(rt.device, amp, cache=cache)
-
-
-def check_amp(amp: str, rt: Runtime) -> None:
-    device_check_amp(amp, rt.device)

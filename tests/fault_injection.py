@@ -2,7 +2,7 @@
 checkpoint writes), resumed each time, must end bit-identical to an uninterrupted run;
 no checkpoint is ever truncated and a resume never picks a damaged one.
 
-    python bench/fault_injection.py --kills 10 --steps 300 --seed 0
+    python tests/fault_injection.py --kills 10 --steps 300 --seed 0
 
 Each run is a subprocess (`--worker`) training a tiny shapes config on CPU with a
 checkpoint every step, so many kills land inside a checkpoint write.
