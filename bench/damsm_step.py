@@ -32,10 +32,10 @@ def main() -> None:
 
     from dmgan import preset
     from dmgan.data.collate import collate
-    from dmgan.data.open import open_data
-    from dmgan.tuning import configure_allocator
+    from dmgan.data.open import open_split
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.damsm import _damsm_losses
+    from dmgan.tuning import configure_allocator
 
     configure_allocator()
     torch.manual_seed(0)
@@ -43,7 +43,7 @@ def main() -> None:
     d = cfg.damsm
     b = args.batch or d.batch_size
     sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
-    data = open_data(cfg, "shapes", "train", max_words=d.words, seed=0, image_sizes=sizes)
+    data = open_split(cfg, "shapes", "train", max_words=d.words, seed=0, image_sizes=sizes)
     batches = [collate([data[i] for i in range(k * b, (k + 1) * b)]) for k in range(4)]
     te = build_text_encoder(cfg).train()
     ie = build_image_encoder(cfg).freeze_trunk().train()

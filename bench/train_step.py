@@ -51,11 +51,11 @@ def main() -> None:
 
     from dmgan import build_discriminators, build_generator, preset
     from dmgan.config import override
-    from dmgan.tuning import configure_allocator
     from dmgan.models import build_image_encoder, build_text_encoder
     from dmgan.train.gan import EMA, GANParts, train_step
     from dmgan.train.graphs import GraphedUpdate
     from dmgan.train.runtime import Runtime
+    from dmgan.tuning import configure_allocator
 
     configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)

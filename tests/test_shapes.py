@@ -9,9 +9,9 @@ import torch
 from dmgan import build_generator, preset
 from dmgan.config import DataConfig
 from dmgan.data.collate import collate
-from dmgan.metrics.oracle import ShapesOracle, judge, load_oracle, oracle_loss, targets
 from dmgan.data.shapes import COLOURS, PAIRS, ShapesDataset, vocabulary
 from dmgan.data.vocab import tokenize
+from dmgan.metrics.oracle import ShapesOracle, judge, load_oracle, oracle_loss, targets
 
 
 def test_same_seed_same_samples_other_seed_other_samples():
@@ -177,10 +177,10 @@ def test_near_misses_differ_from_the_caption_when_the_background_is_left_out():
         assert data._draw(i)[4] != caption
     # the config's data section reaches the data the training opens
     from dmgan.config import override, preset
-    from dmgan.data.open import open_data
+    from dmgan.data.open import open_split
 
     cfg = override(preset("tiny"), ["data.shapes_background_phrase=0"])
-    opened = open_data(cfg, "shapes", "train", seed=0, max_words=30)
+    opened = open_split(cfg, "shapes", "train", seed=0, max_words=30)
     assert opened.background_phrase == 0.0 and opened.near_misses
     assert not any(opened.scene(i)[3] for i in range(20))
 
@@ -240,3 +240,59 @@ def test_the_background_phrase_can_open_the_caption():
     assert 50 < first < 150
     with pytest.raises(ValueError, match="background_first"):
         ShapesDataset(split="train", length=3, options=DataConfig(shapes_background_first=2.0))
+
+
+# --- near misses and captions without the background -------------------------------------
+
+def test_near_miss_captions_change_one_thing_and_keep_the_image():
+    from dmgan.data.shapes import ShapesDataset, near_miss_scene, sample_scene
+
+    plain = ShapesDataset(length=40, max_words=30, seed=5)
+    contrast = ShapesDataset(length=40, max_words=30, seed=5, near_misses=True)
+    for i in range(40):
+        a, b = plain[i], contrast[i]
+        assert torch.equal(a.images[-1], b.images[-1]) and torch.equal(a.caption, b.caption)
+        assert plain[i].negative is None and b.negative is not None
+        neg = b.negative[: b.negative_length].tolist()
+        assert neg != b.caption[: b.length].tolist()
+        # worded like the caption: all but a few words shared, in order
+        import difflib
+
+        match = difflib.SequenceMatcher(a=b.caption[: b.length].tolist(), b=neg)
+        assert sum(m.size for m in match.get_matching_blocks()) >= b.length // 2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        scene = sample_scene(rng)
+        other = near_miss_scene(scene, rng)
+        assert other != scene
+        assert other.background not in {o.colour for o in other.objects}
+    batch = collate_of(contrast, 4)
+    assert batch.negatives.shape == (4, 30) and batch.negative_lengths.shape == (4,)
+
+
+def collate_of(dataset, n):
+    from dmgan.data.collate import collate
+
+    return collate([dataset[i] for i in range(n)])
+
+
+def test_captions_without_a_background_phrase_are_not_judged_on_it():
+    from dmgan.config import DataConfig
+    from dmgan.data.shapes import ShapesDataset
+    from dmgan.metrics.oracle import judge, load_oracle
+    from dmgan.metrics.shapes import caption_hits
+
+    data = ShapesDataset(split="test", length=30, image_sizes=(64,), max_words=30,
+                         options=DataConfig(shapes_background_phrase=0.0))
+    batch = collate_of(data, 30)
+    assert all(not a["background_named"] for a in batch.attributes)
+    assert all("background" not in a["caption"] and " against " not in a["caption"]
+               for a in batch.attributes)
+    hits = judge(load_oracle()[0], batch.images[-1], batch.attributes)
+    assert hits["background"] == [] and len(hits["colour"]) >= 30
+    assert all(caption_hits(hits, batch.attributes))  # real images: everything else right
+    half = ShapesDataset(length=400, options=DataConfig(shapes_background_phrase=0.5))
+    named = [half.scene(i)[3] for i in range(400)]
+    assert 120 < sum(named) < 280

@@ -11,9 +11,11 @@ from dmgan.errors import DMGANError
 SHAPES_TRAIN, SHAPES_TEST = 50_000, 1_000  # samples per split of the built-in data
 
 
-def open_data(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
-              image_sizes: tuple[int, ...] | None = None, cache_images: bool = True):
-    """`data` = "shapes" (built in) or a dataset folder (CUB, COCO or custom layout).
+def open_split(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
+               image_sizes: tuple[int, ...] | None = None, cache_images: bool = True):
+    """One split of what a command's `--data` names, as the preset reads it: "shapes" (built
+    in, with the preset's data options) or a dataset folder (dmgan.data.datasets.open_dataset:
+    CUB, COCO or custom layout).
 
     Images come at `image_sizes` (default: every stage's size of the preset). The shapes
     data follows the preset's data options (background phrases, near-miss captions) and

@@ -67,9 +67,9 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
     else:
         test = data
         if isinstance(data, str | Path):
-            from dmgan.data.open import check_vocab, open_data
+            from dmgan.data.open import check_vocab, open_split
 
-            test = open_data(cfg, str(data), "test", max_words=cfg.text.words_eval,
+            test = open_split(cfg, str(data), "test", max_words=cfg.text.words_eval,
                              image_sizes=cfg.generator.image_sizes[-1:])
             check_vocab(cfg, test.vocab, source=f"the vocabulary of {data}",
                         hint="not the data the model was trained on")

@@ -15,7 +15,7 @@ from dmgan.checkpoint import load_checkpoint, load_network, save_checkpoint
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
-from dmgan.data.open import check_vocab, open_data
+from dmgan.data.open import check_vocab, open_split
 from dmgan.device import resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.losses import sentence_loss, words_loss
@@ -122,8 +122,8 @@ def pretrain_damsm(
     dev = resolve_device(device)
     d = cfg.damsm
     sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
-    train = open_data(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
-    test = open_data(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
+    train = open_split(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
+    test = open_split(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
     check_vocab(cfg, train.vocab)
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "

@@ -22,7 +22,7 @@ from dmgan.checkpoint import (
 from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
-from dmgan.data.open import check_vocab, open_data
+from dmgan.data.open import check_vocab, open_split
 from dmgan.data.shapes import caption_needs
 from dmgan.device import check_amp
 from dmgan.errors import CheckpointError, ConfigError, DMGANError
@@ -206,8 +206,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
 
     # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
     torch.manual_seed(opts.seed)
-    train = open_data(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
-    test = open_data(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
+    train = open_split(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
+    test = open_split(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
     check_vocab(cfg, train.vocab)
     if opts.damsm is None:
         raise DMGANError("training needs the DAMSM encoders: pass --damsm (see dmgan pretrain-damsm)")

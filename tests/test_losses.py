@@ -1,0 +1,98 @@
+"""The losses beyond the released ones, each against its formula: the DAMSM's near-miss
+term, the pixel term and its object weighting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dmgan import preset
+from dmgan.config import override
+from dmgan.errors import ConfigError
+from dmgan.models import build_image_encoder
+
+
+def test_damsm_near_miss_loss_is_a_two_way_softmax():
+    from dmgan.losses.damsm import near_miss_loss
+
+    torch.manual_seed(0)
+    code, sent, neg = torch.randn(5, 8), torch.randn(5, 8), torch.randn(5, 8)
+    f = torch.nn.functional
+    pos, bad = f.cosine_similarity(code, sent), f.cosine_similarity(code, neg)
+    expect = -torch.log(torch.exp(10 * pos) / (torch.exp(10 * pos) + torch.exp(10 * bad))).mean()
+    torch.testing.assert_close(near_miss_loss(code, sent, neg, gamma3=10.0), expect)
+
+
+def _generator_loss_inputs(cfg, b=3, t=4):
+    """Ds, an image encoder, a fake GeneratorOutput and a maker of encoded captions."""
+    from dmgan.models import build_discriminators
+    from dmgan.nn.generator import GeneratorOutput
+    from dmgan.nn.text_encoder import TextEncoding
+
+    torch.manual_seed(0)
+    dim = cfg.text.embed_dim
+    out = GeneratorOutput(images=[torch.rand(b, 3, s, s) * 2 - 1 for s in cfg.generator.image_sizes],
+                          attention=[], writing_gates=[], response_gates=[],
+                          mu=torch.randn(b, cfg.generator.condition_dim),
+                          logvar=torch.randn(b, cfg.generator.condition_dim))
+
+    def text():
+        return TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
+                            mask=torch.zeros(b, t, dtype=torch.bool))
+
+    return build_discriminators(cfg), build_image_encoder(cfg), out, text, torch.full((b,), t)
+
+
+def test_the_pixel_term_is_the_mean_difference_per_stage():
+    """loss.pixel_weight: G pays the weight times each stage's mean squared difference to the
+    real image, summed over stages; off (the released presets), nothing is added and the
+    real images are not needed."""
+    from dmgan.losses import generator_loss
+
+    cfg = preset("tiny")
+    ds, image_encoder, out, text, lengths = _generator_loss_inputs(cfg)
+    own = text()
+    real = [x.flip(0) for x in out.images]  # another picture per sample
+    plain = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss)
+    assert plain.pixel is None
+    on = override(cfg, ["loss.pixel_weight=4"]).loss
+    paid = generator_loss(ds, out, own, lengths, image_encoder, on, real=real)
+    want = 4 * sum(((f - r) ** 2).mean() for f, r in zip(out.images, real, strict=True))
+    assert want.item() > 0
+    torch.testing.assert_close(paid.pixel, want)
+    torch.testing.assert_close(paid.total - plain.total, want, rtol=1e-5, atol=1e-4)
+    same = generator_loss(ds, out, own, lengths, image_encoder, on, real=out.images)
+    torch.testing.assert_close(same.total, plain.total, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="real images"):
+        generator_loss(ds, out, own, lengths, image_encoder, on)
+    with pytest.raises(ConfigError, match="pixel_weight"):
+        override(cfg, ["loss.pixel_weight=-1"])
+    assert all(preset(name).loss.pixel_weight == 0 for name in ("bird", "coco", "tiny"))
+
+
+def test_the_pixel_term_can_weigh_the_objects_more():
+    """loss.pixel_object_weight: the pixels where the real picture is not its background (the
+    median colour of its border, found per picture) count 1 + the weight times; an object
+    touching the border does not change the background found."""
+    from dmgan.data.shapes import ShapesDataset
+    from dmgan.losses.generator import object_mask, pixel_difference
+
+    real = torch.full((2, 3, 8, 8), -0.5)
+    real[0, :, 2:4, 3:6] = 0.7  # a 2 x 3 object inside
+    real[1, 0] = 0.2  # another background colour (red channel)...
+    real[1, :, 0:3, 0:2] = -1.0  # ...with a 3 x 2 object in the corner
+    mask = object_mask(real)
+    assert mask.shape == (2, 1, 8, 8)
+    assert mask[0].sum() == 6 and mask[0, 0, 2:4, 3:6].all()
+    assert mask[1].sum() == 6 and mask[1, 0, 0:3, 0:2].all()
+    fake = torch.zeros_like(real)
+    per_pixel = (fake - real) ** 2
+    want = (per_pixel * (1 + 9 * mask)).mean()
+    torch.testing.assert_close(pixel_difference(fake, real, 9.0), want)
+    torch.testing.assert_close(pixel_difference(fake, real, 0.0), per_pixel.mean())
+    # on the shapes data the mask is the objects: a tenth to a fifth of a 32 px picture
+    data = ShapesDataset(length=20, image_sizes=(32,))
+    share = torch.stack([object_mask(data[i].images[0][None]).mean() for i in range(20)])
+    assert 0.02 < share.min() and share.max() < 0.4
+    with pytest.raises(ConfigError, match="pixel_object_weight"):
+        override(preset("tiny"), ["loss.pixel_object_weight=-1"])
