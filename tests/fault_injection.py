@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -40,10 +41,18 @@ def worker(run: str, damsm: str, steps: int, resume: bool) -> None:
                                           progress=False, eval_every=0, min_damsm_r1=0.0))
 
 
-def _spawn(run: Path, damsm: Path, steps: int, resume: bool) -> subprocess.Popen:
+def _spawn(run: Path, damsm: Path, steps: int, resume: bool, out: Path) -> subprocess.Popen:
+    """A worker whose standard output (where a resume says its step) goes to `out`."""
     cmd = [sys.executable, __file__, "--worker", str(run), str(damsm), str(steps)]
-    return subprocess.Popen(cmd + (["--resume"] if resume else []), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    with open(out, "w") as f:
+        return subprocess.Popen(cmd + (["--resume"] if resume else []), stdout=f,
+                                stderr=subprocess.PIPE)
+
+
+def _resumed_at(out: Path) -> int | None:
+    """The step a worker said it resumed at ("resumed from ckpt-N.pt at step N")."""
+    match = re.search(r"resumed from \S+ at step (\d+)", out.read_text())
+    return int(match.group(1)) if match else None
 
 
 def main() -> None:
@@ -71,15 +80,17 @@ def main() -> None:
         damsm = pretrain_damsm(tiny_config(), data="shapes", out=tmp / "damsm", max_steps=2,
                                workers=0).path
         t0 = time.monotonic()
-        ref = _spawn(tmp / "straight", damsm, args.steps, False)
+        ref = _spawn(tmp / "straight", damsm, args.steps, False, tmp / "straight.out")
         if ref.wait() != 0:
             raise SystemExit(ref.stderr.read().decode())
         run_time = time.monotonic() - t0
         startup = 2.5  # seconds for a worker to import, build and resume (measured here)
         run = tmp / "killed"
         kills, during_write, resumes, started = 0, 0, 0, False
+        outs = []
         while kills < args.kills:
-            proc = _spawn(run, damsm, args.steps, started)
+            outs.append(tmp / f"worker{len(outs)}.out")
+            proc = _spawn(run, damsm, args.steps, started, outs[-1])
             resumes += started
             time.sleep(startup + rng.uniform(0.0, 1.5))
             if proc.poll() is not None:  # finished before the kill: start over from scratch
@@ -91,17 +102,22 @@ def main() -> None:
             during_write += any(run.glob(".tmp-ckpt-*"))
             for path in checkpoints(run):  # every checkpoint on disk loads
                 load_checkpoint(path)
-        final = _spawn(run, damsm, args.steps, started)
+        outs.append(tmp / "final.out")
+        final = _spawn(run, damsm, args.steps, started, outs[-1])
         if final.wait() != 0:
             raise SystemExit(final.stderr.read().decode())
         resumes += started
+        resumed_at = [n for n in map(_resumed_at, outs) if n is not None]
+        logged = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
         a = load_checkpoint(checkpoints(tmp / "straight")[0])[1]
         b = load_checkpoint(checkpoints(run)[0])[1]
         same = a["step"] == b["step"] == args.steps and all(
             torch.equal(v, b["networks"][n][k])
             for n in a["networks"] for k, v in a["networks"][n].items())
         summary = {"kills": kills, "kills_during_checkpoint_write": during_write,
-                   "resumes": resumes, "steps": args.steps, "bit_identical": same,
+                   "resumes": resumes, "resumed_at": resumed_at,
+                   "restarts_from_step_0": logged.count(1) - 1,
+                   "steps": args.steps, "bit_identical": same,
                    "uninterrupted_run_s": round(run_time, 1)}
         print(json.dumps(summary))
         if args.out:

@@ -211,6 +211,10 @@ CASES += [
 ]
 
 
+def _contents(*folders: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for f in folders for p in f.rglob("*") if p.is_file()}
+
+
 @pytest.mark.parametrize("name,argv,needle", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(name, argv, needle, files, capsys, tmp_path):
     out = tmp_path / "out.png"
@@ -218,11 +222,15 @@ def test_bad_input(name, argv, needle, files, capsys, tmp_path):
     argv = [a.replace("{d}", str(files)) for a in argv]
     if argv[0] == GEN and "-o" not in argv:
         argv += ["-o", str(out)]
+    before = _contents(files, tmp_path)
     code, err = _run(argv, capsys)
     assert code == 2, (name, err)
     assert needle in err, (name, err)
     assert "Traceback" not in err
-    assert out.read_bytes() == OLD  # nothing already written is lost
+    # nothing already written is lost: every file of the fixtures and of the output folder
+    # is still there, byte for byte (out.png among them, where the command writes)
+    after = _contents(files, tmp_path)
+    assert all(after.get(p) == data for p, data in before.items()), name
     assert not (files / "PWNED").exists()
 
 

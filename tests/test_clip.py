@@ -97,9 +97,20 @@ def test_eval_records_the_clip_score_with_its_model(clip_dir, tmp_path):
     out = tmp_path / "r.jsonl"
     assert main(["eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",
                  "--num-images", "12", "--metrics", "clip_score", "--clip-model", str(clip_dir),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--save-images", str(tmp_path / "imgs")]) == 0
     (row,) = [json.loads(x) for x in out.read_text().splitlines()]
-    assert row["metric"] == "clip_score" and 0 <= row["value"] <= 100 and "std" in row
+    assert row["metric"] == "clip_score" and "std" in row
+    # the mean of the towers' clipped cosines over the images it drew, with their captions
+    # (read back from the PNGs it kept: 8-bit rounding moves the score a little)
+    from dmgan.data.transforms import to_tensor
+    from dmgan.imageio import read_image
+
+    lines = [json.loads(x) for x in (tmp_path / "imgs" / "captions.jsonl").read_text().splitlines()]
+    images = torch.stack([to_tensor(np.asarray(read_image(tmp_path / "imgs" / x["image"])))
+                          for x in lines])
+    scores = Clip(clip_dir).score(images, [x["caption"] for x in lines])
+    assert row["value"] > 1 and row["value"] == pytest.approx(float(np.mean(scores)), abs=0.05)
+    assert row["std"] == pytest.approx(float(np.std(scores)), abs=0.05)
     assert row["mode"] == f"clip:{clip_dir.name}" and row["num_images"] == 12
     assert row["settings"]["clip_model"] == str(clip_dir)
     assert main(["eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",

@@ -194,15 +194,24 @@ def test_custom_bad_jsonl_line(tmp_path):
         open_dataset(tmp_path, "train", image_sizes=(16,), max_words=8)
 
 
-def test_distributed_sampler_splits_the_dataset(tmp_path):
-    from torch.utils.data.distributed import DistributedSampler
+def test_processes_take_disjoint_shards_that_cover_the_epoch():
+    """What each training process reads (dmgan.data.loader.epoch_batches): disjoint shards of
+    the same seeded permutation, together every sample of the full batches once, each epoch
+    another order."""
+    from dmgan.data.loader import epoch_batches
 
-    ds = open_dataset(make_cub(tmp_path), "train", image_sizes=(64,), max_words=18)
-    seen = []
-    for rank in range(2):
-        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=0)
-        seen += list(sampler)
-    assert sorted(set(seen)) == [0, 1, 2]
+    n, batch, world = 103, 4, 3
+    for epoch in (0, 1):
+        shards = [[i for b in epoch_batches(n, batch, epoch, 5, rank, world) for i in b]
+                  for rank in range(world)]
+        assert all(len(s) == len(shards[0]) for s in shards)
+        flat = [i for s in shards for i in s]
+        assert len(flat) == len(set(flat)) == (n // (batch * world)) * batch * world
+        assert all(len(b) == batch for r in range(world)
+                   for b in epoch_batches(n, batch, epoch, 5, r, world))
+    first = epoch_batches(n, batch, 0, 5, 0, world)
+    assert first != epoch_batches(n, batch, 1, 5, 0, world)
+    assert first == epoch_batches(n, batch, 0, 5, 0, world)  # the seed fixes it
 
 
 def test_a_pickle_bomb_of_shared_references_is_refused_at_once(tmp_path):

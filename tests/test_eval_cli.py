@@ -61,7 +61,7 @@ def test_fid_and_is_with_real_folder_and_cache(tmp_path, fid_weights):
     assert abs(float(same.stdout.splitlines()[1].split()[1])) < 1e-3
 
 
-def test_missing_weights_and_bad_folder(tmp_path):
+def test_missing_weights_and_bad_folder(tmp_path, fid_weights):
     gen = _folder(tmp_path / "gen", 2, 1)
     res = _dmgan("eval", "--images", str(gen), "--metrics", "is", "--inception-weights",
                  str(tmp_path / "none.pth"))
@@ -69,10 +69,11 @@ def test_missing_weights_and_bad_folder(tmp_path):
     assert "Traceback" not in res.stderr
     res = _dmgan("eval", "--images", str(tmp_path / "nowhere"), "--metrics", "is")
     assert res.returncode == 2 and "not found" in res.stderr
+    # a broken image among good ones, with weights that load: the image is what is refused
     (gen / "broken.png").write_bytes(b"\x89PNG broken")
     res = _dmgan("eval", "--images", str(gen), "--metrics", "is", "--inception-weights",
-                 str(tmp_path / "none.pth"))
-    assert res.returncode == 2
+                 str(fid_weights))
+    assert res.returncode == 2 and "broken.png" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_r_precision_on_a_folder(tmp_path):

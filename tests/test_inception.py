@@ -119,3 +119,35 @@ def test_image_encoder_freezes_trunk_and_feeds_generator_loss():
     assert torch.isfinite(loss.total) and loss.damsm_words > 0 and loss.damsm_sentence > 0
     loss.total.backward()
     assert g.to_rgb[-1].weight.grad is not None
+
+
+def test_legacy_preprocessing_uses_imagenet_constants_folded_into_minus_one_to_one():
+    """dmgan-legacy: [0, 1] pixels through torchvision's ImageNet input transform,
+    x * (std / 0.5) + (mean - 0.5) / 0.5 with mean (0.485, 0.456, 0.406) and std
+    (0.229, 0.224, 0.225) (torchvision's documented ImageNet constants): black and white
+    pixels land on these numbers, worked out by hand."""
+    mode = MODES["dmgan-legacy"]
+    for value, want in ((0, (-0.03, -0.088, -0.188)), (255, (0.428, 0.36, 0.262))):
+        image = torch.full((3, 20, 30), value, dtype=torch.uint8)
+        x = preprocess(image, mode)
+        assert x.shape == (3, 299, 299)
+        for channel, expected in enumerate(want):
+            torch.testing.assert_close(x[channel], torch.full((299, 299), expected),
+                                       rtol=0, atol=1e-5)
+    fid = preprocess(torch.full((3, 20, 30), 255, dtype=torch.uint8), MODES["pytorch-fid"])
+    torch.testing.assert_close(fid, torch.ones(3, 299, 299))  # the FID mode: [-1, 1] as is
+
+
+def test_legacy_features_equal_the_recorded_ones():
+    """Features of two fixed images through the legacy mode and formula weights, recorded on
+    2026-12-04 (tests/data/legacy_fid_features.npz): a change to the preprocessing or the
+    torchvision variant moves them."""
+    from conftest import DATA
+
+    net = InceptionV3(variant="torchvision").eval()
+    net.load_state_dict(formula_state_dict({k: list(v.shape) for k, v in net.state_dict().items()}))
+    with np.load(DATA / "legacy_fid_features.npz") as rec:
+        feats = extract(list(torch.from_numpy(rec["images"])), net, MODES["dmgan-legacy"],
+                        batch_size=2)
+        np.testing.assert_allclose(feats["pool3"][:, :64], rec["pool3"], rtol=1e-4, atol=1e-3)
+        np.testing.assert_allclose(feats["logits"][:, :32], rec["logits"], rtol=1e-4, atol=1e-3)

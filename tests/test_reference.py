@@ -95,15 +95,20 @@ def test_generator_eval_mode(generator, vectors):
     # With the formula weights, eval-mode batch norm (running statistics) lets activations
     # grow to ~1e3 after stage 2 and ~1e5 after stage 3, where float32 rounding decides
     # some saturated softmax/tanh values: our own float32 and float64 runs disagree on 11%
-    # of the 256 px pixels. There we require agreement on nearly all elements (measured:
-    # 99.93%, 99.0%, 99.95%, 87.5%) and check the train-mode pass, which is well
-    # conditioned, element for element above.
+    # of the 256 px pixels. There we require agreement on nearly all elements and a mean
+    # error near the measured one (measured 2026-12-04: 99.93%, 99.0%, 99.95%, 87.9% of the
+    # elements; mean error 1.3e-5 on the 256 px image), and check the train-mode pass, which
+    # is well conditioned, element for element above.
     assert _fraction_close(out.images[1], vectors["eval.fake_img1"]) > 0.999
     assert _fraction_close(out.attention[1], vectors["eval.att1"]) > 0.985
     assert _fraction_close(out.response_gates[1], vectors["eval.h_net3.response_gate"]) > 0.999
-    assert _fraction_close(out.images[2], vectors["eval.fake_img2"]) > 0.85
-    mean_err = (out.images[2] - t(vectors["eval.fake_img2"])).abs().mean().item()
-    assert mean_err < 0.02
+    assert _fraction_close(out.images[2], vectors["eval.fake_img2"]) > 0.87
+    assert (out.images[2] - t(vectors["eval.fake_img2"])).abs().mean().item() < 1e-4
+    # the control: the same network on other noise agrees on 38% with a mean error of 0.39
+    other = dict(vectors, noise=vectors["noise"][::-1].copy())
+    wrong = _run(generator, other, "eval").images[2]
+    assert _fraction_close(wrong, vectors["eval.fake_img2"]) < 0.87
+    assert (wrong - t(vectors["eval.fake_img2"])).abs().mean().item() > 1e-4
 
 
 def test_kl(vectors):

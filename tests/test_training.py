@@ -43,7 +43,14 @@ def _opts(out, damsm, **kw):
 def test_damsm_pretraining_saves_loadable_encoders(damsm):
     cfg, payload = load_checkpoint(damsm)
     assert payload["kind"] == "damsm" and payload["step"] == 3
-    assert 0.0 <= payload["test_r_at_1"] <= 1.0
+    # the recorded R@1 is the saved encoders' on the test split, measured again here
+    from dmgan.data.open import open_split
+    from dmgan.train.damsm import load_damsm, retrieval_r1
+
+    te, ie, _ = load_damsm(damsm, cfg)
+    test = open_split(cfg, "shapes", "test", max_words=cfg.damsm.words,
+                      image_sizes=(cfg.generator.image_sizes[-1],))
+    assert payload["test_r_at_1"] == retrieval_r1(te, ie, test, device="cpu")
     assert {"text_encoder", "image_encoder"} <= set(payload["networks"])
     log = (damsm.parent / "damsm-log.jsonl").read_text().splitlines()
     assert log and "test_r_at_1" in log[-1]
@@ -67,20 +74,45 @@ def _weights(path):
     return payload
 
 
-def test_resume_is_bit_identical(tmp_path, damsm):
+def _logged_steps(run: Path) -> list[int]:
+    return [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _same_networks(a: dict, b: dict) -> bool:
+    return all(torch.equal(v, b["networks"][n][k]) for n in a["networks"]
+               for k, v in a["networks"][n].items())
+
+
+def test_resume_is_bit_identical(tmp_path, damsm, capsys):
+    """A resumed run reads its checkpoint and runs only the steps left (its log goes on from
+    the saved step), ending bit for bit where the uninterrupted run ends; a checkpoint whose
+    weights were changed ends elsewhere, so the checkpoint is really what it went on from."""
     cfg = tiny_config()
-    straight = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=6))
-    first = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, stop_at_step=3))
-    assert first.step == 3
-    resumed = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, resume=True))
+    straight = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=6, log_every=1))
+    first = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, stop_at_step=3,
+                                 log_every=1))
+    assert first.step == 3 and _logged_steps(tmp_path / "b") == [1, 2, 3]
+    capsys.readouterr()
+    resumed = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=6, resume=True, log_every=1))
+    assert "resumed from ckpt-00000003.pt at step 3" in capsys.readouterr().out
     assert resumed.step == 6
+    assert _logged_steps(tmp_path / "b") == [1, 2, 3, 4, 5, 6]  # steps 4-6 only, once each
     a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
-    for net in a["networks"]:
-        for key, value in a["networks"][net].items():
-            assert torch.equal(value, b["networks"][net][key]), (net, key)
+    assert _same_networks(a, b)
     assert a["step"] == b["step"] == 6
     sa, sb = a["optimizers"]["generator"]["state"], b["optimizers"]["generator"]["state"]
     assert all(torch.equal(sa[k]["exp_avg"], sb[k]["exp_avg"]) for k in sa)
+    # the same, from a checkpoint whose generator was nudged: another end
+    train_gan(cfg, _opts(tmp_path / "c", damsm, max_steps=6, stop_at_step=3, log_every=1))
+    from dmgan.checkpoint import atomic_torch_save
+
+    path = tmp_path / "c" / "ckpt-00000003.pt"
+    payload = torch.load(path, weights_only=True)
+    weight = next(k for k, v in payload["networks"]["generator"].items() if v.is_floating_point())
+    payload["networks"]["generator"][weight] += 1e-3
+    atomic_torch_save(payload, path)
+    nudged = train_gan(cfg, _opts(tmp_path / "c", damsm, max_steps=6, resume=True, log_every=1))
+    assert not _same_networks(a, _weights(nudged.last_checkpoint))
 
 
 def _free_port() -> int:
@@ -230,7 +262,12 @@ def test_sigkill_and_resume_end_bit_identical(tmp_path):
     import json
 
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["bit_identical"] and summary["kills"] >= 1
+    # every kill was followed by a resume that went on from a saved step, never from 0, and
+    # the run ended where the uninterrupted one ends
+    assert summary["bit_identical"] and summary["kills"] == 2
+    starts = summary["resumed_at"]
+    assert len(starts) == summary["resumes"] >= 2 and all(n > 0 for n in starts)
+    assert starts == sorted(starts) and summary["restarts_from_step_0"] == 0
 
 
 def test_resume_refuses_other_settings(tmp_path, damsm):
