@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
