@@ -504,3 +504,55 @@ def test_gating_the_phases_before_interleaving_is_the_up_block(layout, side):
         out, ref = upsample_conv3x3_glu(x, w, b), glu(upsample_conv3x3(x, w, b))
     assert out.shape == (2, 5, 2 * side, 2 * side) and out.is_contiguous(memory_format=layout)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+
+
+def test_each_gate_can_be_switched_off_as_in_the_papers_ablation():
+    """generator.writing_gate=false: every word is written whole and nothing of the image
+    (memory = M_w(words)); generator.response_gate=false: the residual blocks take the image
+    features and what was read side by side, ungated (the released code's doubled channels
+    are that concatenation's width). On by default; the first stage's reading keeps both."""
+    import torch.nn.functional as F
+
+    from dmgan.nn.memory import MemoryStage
+
+    torch.manual_seed(0)
+    h, words = torch.randn(2, 8, 4, 4), torch.randn(2, 6, 3)
+    mask = torch.tensor([[False, False, True], [False, False, False]])
+    plain = MemoryStage(gf_dim=8, embed_dim=6, res_blocks=1, mask_mode="exact").eval()
+    assert {"word_gate", "image_gate", "image_memory", "response_gate"} <= {
+        n.split(".")[0] for n, _ in plain.named_parameters()}
+    no_write = MemoryStage(gf_dim=8, embed_dim=6, res_blocks=1, mask_mode="exact",
+                           writing_gate=False).eval()
+    assert not {"word_gate", "image_gate", "image_memory"} & {
+        n.split(".")[0] for n, _ in no_write.named_parameters()}
+    r = no_write.read(h, words, mask)
+    assert torch.equal(r.writing_gate, torch.ones(2, 1, 3))
+    memory = F.relu(no_write.word_memory(words))  # by hand: the words alone
+    key, value = F.relu(no_write.key(memory)), F.relu(no_write.value(memory))
+    scores = torch.bmm(key.transpose(1, 2), h.reshape(2, 8, 16)).masked_fill(mask[:, :, None],
+                                                                             float("-inf"))
+    want = torch.bmm(value, torch.softmax(scores, dim=1)).view(2, 8, 4, 4)
+    torch.testing.assert_close(r.read, want)
+    # the gated stage with the same word memory, keys and values reads otherwise: its memory
+    # also holds the pooled image
+    plain.load_state_dict(no_write.state_dict(), strict=False)
+    torch.testing.assert_close(plain.word_memory.weight, no_write.word_memory.weight)
+    assert not torch.allclose(plain.read(h, words, mask).read, want)
+    no_resp = MemoryStage(gf_dim=8, embed_dim=6, res_blocks=1, mask_mode="exact",
+                          response_gate=False).eval()
+    assert "response_gate" not in {n.split(".")[0] for n, _ in no_resp.named_parameters()}
+    with torch.no_grad():
+        r = no_resp.read(h, words, mask)
+        assert r.fused is None and r.response_gate is None
+        want = no_resp.upsample(no_resp.residual(torch.cat((h, r.read), dim=1)))
+        torch.testing.assert_close(no_resp(h, words, mask).features, want)
+    # from the config, and the released presets keep both gates
+    cfg = override(preset("tiny"), ["generator.writing_gate=false",
+                                    "generator.response_gate=false"])
+    g = build_generator(cfg).eval()
+    out = g(torch.randn(2, cfg.generator.z_dim), torch.randn(2, 16), torch.randn(2, 16, 3),
+            torch.zeros(2, 3, dtype=torch.bool))
+    assert all(torch.equal(w, torch.ones_like(w)) for w in out.writing_gates)
+    assert g.init_stage.words.writing_gated and g.init_stage.words.response_gated
+    assert all(preset(n).generator.writing_gate and preset(n).generator.response_gate
+               for n in ("bird", "coco", "shapes"))

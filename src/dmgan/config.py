@@ -42,6 +42,8 @@ class GeneratorConfig:
     res_blocks: int = 2  # residual blocks per memory stage
     mask_mode: str = "released"  # padding mask: "released" (as the released code, interleaved) or "exact"
     memory: bool = True  # the dynamic memory; False: the paper's "no memory" ablation
+    writing_gate: bool = True  # memory writing gate; False: the memory stages write the words alone
+    response_gate: bool = True  # response gate; False: the memory stages take (image, read) ungated
     first_stage_read_px: int = 0  # the initial stage also reads the words at this size (px); 0: released
     word_context: int = 0  # self-attention layers over the words before any stage reads them; 0: released
 

@@ -30,7 +30,8 @@ def build_generator(cfg: DMGANConfig, *, init: bool = True) -> Generator:
                     condition_dim=g.condition_dim, num_stages=g.num_stages,
                     base_size=g.base_size, res_blocks=g.res_blocks, mask_mode=g.mask_mode,
                     use_memory=g.memory, first_stage_read_px=g.first_stage_read_px,
-                    word_context=g.word_context)
+                    word_context=g.word_context, writing_gate=g.writing_gate,
+                    response_gate=g.response_gate)
     if init:
         init_released(net)
         if net.context is not None:  # see WordContext: the added part starts at zero

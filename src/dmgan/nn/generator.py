@@ -87,6 +87,8 @@ class Generator(nn.Module):
         use_memory: bool = True,  # False: the no-memory ablation (see MemoryStage)
         first_stage_read_px: int = 0,  # the initial stage reads the words at this size (see InitStage)
         word_context: int = 0,  # WordContext layers before the words are read (0: none)
+        writing_gate: bool = True,  # False: the memory stages write the words alone (ablation)
+        response_gate: bool = True,  # False: the memory stages concatenate, ungated (ablation)
     ):
         super().__init__()
         if word_context and not use_memory:
@@ -104,7 +106,8 @@ class Generator(nn.Module):
                                     mask_mode=mask_mode)
         self.stages = nn.ModuleList(
             MemoryStage(gf_dim=gf_dim, embed_dim=embed_dim, res_blocks=res_blocks,
-                        mask_mode=mask_mode, use_memory=use_memory)
+                        mask_mode=mask_mode, use_memory=use_memory, writing_gate=writing_gate,
+                        response_gate=response_gate)
             for _ in range(num_stages - 1)
         )
         self.to_rgb = nn.ModuleList(conv3x3(gf_dim, 3) for _ in range(num_stages))

@@ -48,10 +48,11 @@ def _check_inputs(h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> N
 
 @dataclass
 class ReadOutput:
-    fused: torch.Tensor  # (B, C, H, W) image features with what was read gated in
+    fused: torch.Tensor | None  # (B, C, H, W) image features with what was read gated in
+    read: torch.Tensor  # (B, C, H, W) what was read
     attention: torch.Tensor  # (B, T, H, W)
-    writing_gate: torch.Tensor  # (B, 1, T)
-    response_gate: torch.Tensor  # (B, 1, H, W)
+    writing_gate: torch.Tensor  # (B, 1, T) (all ones without the writing gate)
+    response_gate: torch.Tensor | None  # (B, 1, H, W); None without the response gate
 
 
 class MemoryRead(nn.Module):
@@ -67,31 +68,40 @@ class MemoryRead(nn.Module):
         gf_dim: int,  # C: image-feature channels in and out
         embed_dim: int,  # D: word-feature size
         mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
+        writing_gate: bool = True,  # False: the memory is written from the words alone
+        response_gate: bool = True,  # False: no fusion here; the caller takes (h, read)
     ):
         super().__init__()
         if mask_mode not in ("released", "exact"):
             raise ValueError(f"mask_mode must be 'released' or 'exact', got {mask_mode!r}")
         self.mask_mode = mask_mode
         mem = gf_dim * 2  # memory slot size
-        self.word_gate = nn.Linear(embed_dim, 1, bias=False)  # writing gate, word part
-        self.image_gate = nn.Linear(gf_dim, 1, bias=False)  # writing gate, image part
+        self.writing_gated, self.response_gated = writing_gate, response_gate
+        if writing_gate:
+            self.word_gate = nn.Linear(embed_dim, 1, bias=False)  # writing gate, word part
+            self.image_gate = nn.Linear(gf_dim, 1, bias=False)  # writing gate, image part
+            self.image_memory = nn.Conv1d(gf_dim, mem, kernel_size=1)  # M_r
         self.word_memory = nn.Conv1d(embed_dim, mem, kernel_size=1)  # M_w
-        self.image_memory = nn.Conv1d(gf_dim, mem, kernel_size=1)  # M_r
         self.key = nn.Conv1d(mem, gf_dim, kernel_size=1)
         self.value = nn.Conv1d(mem, gf_dim, kernel_size=1)
-        self.response_gate = nn.Conv2d(gf_dim * 2, 1, kernel_size=1)
+        if response_gate:
+            self.response_gate = nn.Conv2d(gf_dim * 2, 1, kernel_size=1)
 
     def read(self, h: torch.Tensor, words: torch.Tensor, mask: torch.Tensor) -> ReadOutput:
         """h: (B, C, H, W), words: (B, D, T), mask: (B, T) True at padding."""
         b, c, height, width = h.shape
         _check_inputs(h, words, mask)
         # Memory writing: the gate sees each word and the pooled image (no gradient to it).
-        pooled = h.mean(dim=(2, 3)).detach()  # (B, C)
-        gate = self.word_gate(words.transpose(1, 2)).transpose(1, 2)  # (B, 1, T)
-        writing_gate = torch.sigmoid(gate + self.image_gate(pooled).unsqueeze(2))
         from_words = F.relu(self.word_memory(words))  # (B, 2C, T)
-        from_image = F.relu(self.image_memory(pooled.unsqueeze(2)))  # (B, 2C, 1), same per word
-        memory = from_words * writing_gate + from_image * (1.0 - writing_gate)
+        if self.writing_gated:
+            pooled = h.mean(dim=(2, 3)).detach()  # (B, C)
+            gate = self.word_gate(words.transpose(1, 2)).transpose(1, 2)  # (B, 1, T)
+            writing_gate = torch.sigmoid(gate + self.image_gate(pooled).unsqueeze(2))
+            from_image = F.relu(self.image_memory(pooled.unsqueeze(2)))  # (B, 2C, 1), per word
+            memory = from_words * writing_gate + from_image * (1.0 - writing_gate)
+        else:  # the ablation: every word written whole, nothing of the image
+            writing_gate = words.new_ones(b, 1, words.shape[2])
+            memory = from_words
 
         # Key addressing: per pixel, a softmax over the words (padding excluded).
         key = F.relu(self.key(memory))  # (B, C, T)
@@ -110,9 +120,11 @@ class MemoryRead(nn.Module):
         else:
             read = torch.bmm(value, attention)
         read = read.view(b, c, height, width)  # (B, C, H, W)
-        response_gate = torch.sigmoid(self.response_gate(torch.cat((h, read), dim=1)))
-        fused = h * (1.0 - response_gate) + read * response_gate
-        return ReadOutput(fused=fused, attention=attention.view(b, -1, height, width),
+        fused = response_gate = None
+        if self.response_gated:
+            response_gate = torch.sigmoid(self.response_gate(torch.cat((h, read), dim=1)))
+            fused = h * (1.0 - response_gate) + read * response_gate
+        return ReadOutput(fused=fused, read=read, attention=attention.view(b, -1, height, width),
                           writing_gate=writing_gate, response_gate=response_gate)
 
 
@@ -127,8 +139,11 @@ class MemoryStage(MemoryRead):
         res_blocks: int,  # residual blocks after the response gate
         mask_mode: str = "released",  # "released" (interleaved rows) or "exact"
         use_memory: bool = True,  # False: image features go straight to the residual blocks
+        writing_gate: bool = True,  # False: the paper's ablation without the writing gate
+        response_gate: bool = True,  # False: the paper's ablation without the response gate
     ):
-        super().__init__(gf_dim=gf_dim, embed_dim=embed_dim, mask_mode=mask_mode)
+        super().__init__(gf_dim=gf_dim, embed_dim=embed_dim, mask_mode=mask_mode,
+                         writing_gate=writing_gate, response_gate=response_gate)
         self.use_memory = use_memory
         self.residual = nn.Sequential(*[ResBlock(channels=gf_dim * 2) for _ in range(res_blocks)])
         self.upsample = UpBlock(in_ch=gf_dim * 2, out_ch=gf_dim)
@@ -143,6 +158,11 @@ class MemoryStage(MemoryRead):
                                writing_gate=h.new_zeros(b, 1, words.shape[2]),
                                response_gate=h.new_zeros(b, 1, height, width))
         r = self.read(h, words, mask)
-        out = self.upsample(self.residual(torch.cat((r.fused, r.fused), dim=1)))
+        if r.fused is not None:  # the gated fusion, doubled to the residual blocks' width
+            out = self.upsample(self.residual(torch.cat((r.fused, r.fused), dim=1)))
+            gate = r.response_gate
+        else:  # without the response gate: image features and what was read side by side
+            out = self.upsample(self.residual(torch.cat((h, r.read), dim=1)))
+            gate = h.new_full((b, 1, height, width), 0.5)  # no gate: both count alike
         return StageOutput(features=out, attention=r.attention, writing_gate=r.writing_gate,
-                           response_gate=r.response_gate)
+                           response_gate=gate)
