@@ -116,6 +116,9 @@ class DataConfig:
     shapes_unnamed_background: str = "any"  # background when the caption names none: "any" or a colour
     shapes_background_first: float = 0.0  # share of background-naming captions that open with it
     shapes_jitter: float = 0.04  # how far each shapes object may stray from its place (fraction of the side)
+    shapes_partial_share: float = 0.0  # share of captions that leave out some objects' size, colour or place
+    shapes_plural_share: float = 0.0  # share of partial two-object captions of one shape said with a count
+    shapes_held_out: bool = False  # a fixed quarter of colour-shape and shape-place pairs never trains
 
 
 SECTIONS = {
@@ -294,6 +297,8 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
          f"data.shapes_unnamed_background must be 'any' or one of {', '.join(SHAPES_COLOURS)}"),
         (_share(da.shapes_background_first), "data.shapes_background_first must be in [0, 1]"),
         (0.0 <= da.shapes_jitter <= 0.1, "data.shapes_jitter must be in [0, 0.1]"),
+        (_share(da.shapes_partial_share), "data.shapes_partial_share must be in [0, 1]"),
+        (_share(da.shapes_plural_share), "data.shapes_plural_share must be in [0, 1]"),
     ]
     for ok, message in checks:
         if not ok:
@@ -349,7 +354,7 @@ def _shapes_networks(name: str) -> DMGANConfig:
     # and the paper's losses: what the shapes presets share (docs/recipes.md says why each).
     return DMGANConfig(
         name=name,
-        text=TextConfig(vocab_size=53, word_dim=64, embed_dim=64, words_train=30, words_eval=30,
+        text=TextConfig(vocab_size=63, word_dim=64, embed_dim=64, words_train=30, words_eval=30,
                         captions_per_image=1, dropout=0.1),
         generator=GeneratorConfig(gf_dim=16, z_dim=32, condition_dim=32, num_stages=3,
                                   base_size=16, res_blocks=1, mask_mode="exact",

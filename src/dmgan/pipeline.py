@@ -21,7 +21,7 @@ from PIL import Image
 
 from dmgan.api import DMGAN
 from dmgan.data.transforms import fit_caption
-from dmgan.data.vocab import CaptionError, Vocabulary
+from dmgan.data.vocab import CaptionError, Vocabulary, tokenize
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.imageio import to_pil
 
@@ -77,8 +77,10 @@ class DMGANPipeline:
         check_backend(backend, amp)
         self.model, self.vocab = model.eval(), vocab
         self.amp, self.backend = amp, backend
-        # what the model's captions need to name, as its file records it (dmgan.export)
+        # what the model's captions need to name, and how many objects it draws, as its file
+        # records them (dmgan.export)
         self.needs = list((model.reads or {}).get("needs", []))
+        self.world = (model.reads or {}).get("world")
         self._runner = None  # built at the first call (compiling or exporting takes a while)
 
     @classmethod
@@ -166,6 +168,9 @@ class DMGANPipeline:
             for need in self.needs:
                 if not set(need["words"]).intersection(words):
                     warnings.warn(need["message"], stacklevel=2)
+            beyond = self._beyond_the_world(caption)
+            if beyond:
+                warnings.warn(beyond, stacklevel=2)
             # one caption per forward: every row has the same padding, so the released
             # mask mode gives the same images as the exact one
             caps = torch.tensor([ids] * num_images, device=dev)
@@ -197,6 +202,21 @@ class DMGANPipeline:
             result.stage_images = [_convert(st, output_type) for st in result.stage_images]
         return result
 
+
+    def _beyond_the_world(self, caption: str) -> str | None:
+        """A warning when the caption asks for more objects than the model draws (counted by
+        their nouns, plurals as two, or a count word beyond them), else None."""
+        if not self.world:
+            return None
+        tokens = tokenize(caption)
+        most = self.world["max_objects"]
+        counts = [w for w in tokens if w in self.world["beyond_count_words"]]
+        objects = sum(self.world["object_words"].get(w, 0) for w in tokens)
+        if not counts and objects <= most:
+            return None
+        asked = f"'{counts[0]}'" if counts else f"{objects} objects"
+        return (f"this model draws at most {most} objects; the caption asks for {asked}, so the "
+                f"picture will not show them all")
 
     def _run(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         if self._runner is None:

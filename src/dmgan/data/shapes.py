@@ -58,6 +58,52 @@ _SYN = {
 PLACE_WORDS = frozenset(
     w for pos in POSITIONS for phrase in _SYN[pos] for w in phrase.split()
     if sum(w in " ".join(_SYN[p]).split() for p in POSITIONS) == 1)
+# Plural nouns, for captions that count ("two red squares").
+_PLURAL = {"circle": "circles", "disk": "disks", "round shape": "round shapes",
+           "square": "squares", "box": "boxes", "triangle": "triangles",
+           "diamond": "diamonds", "rhombus": "rhombuses"}
+COUNT_WORDS = {"two": 2}
+# counts this world never draws: a caption with one is beyond it (the pipeline warns)
+BEYOND_COUNT_WORDS = ("three", "four", "five", "six", "seven", "eight", "nine", "ten",
+                      "several", "many", "some")
+MAX_OBJECTS = 2
+# The attributes a partial caption may leave out of an object (its shape it always says).
+PARTS = ("size", "colour", "position")
+# A fixed quarter of the colour-shape pairs (8 of 32: each colour once, each shape twice) and
+# of the shape-place pairs (5 of 20) that no training picture or caption has
+# (data.shapes_held_out): what a model draws for them tells whether it composes.
+HELD_OUT_COLOUR_SHAPE = frozenset({
+    ("red", "triangle"), ("green", "diamond"), ("blue", "circle"), ("yellow", "square"),
+    ("purple", "triangle"), ("orange", "diamond"), ("white", "circle"), ("black", "square")})
+HELD_OUT_SHAPE_PLACE = frozenset({
+    ("circle", "top"), ("square", "bottom"), ("triangle", "left"), ("diamond", "right"),
+    ("circle", "center")})
+
+
+def held_out(scene: Scene) -> bool:
+    """Whether the scene has a held-out colour-shape or shape-place pair."""
+    return any((o.colour, o.shape) in HELD_OUT_COLOUR_SHAPE
+               or (o.shape, o.position) in HELD_OUT_SHAPE_PLACE for o in scene.objects)
+
+
+def object_words() -> dict[str, int]:
+    """The nouns that name objects, with how many objects each names (plurals: with their
+    count word, two): what the pipeline counts a caption's objects by."""
+    out: dict[str, int] = {}
+    for shape in SHAPES:
+        for noun in _SYN[shape]:
+            out[noun.split()[-1]] = 1
+            out[_PLURAL[noun].split()[-1]] = 2
+    return out
+
+
+def world_reads() -> dict:
+    """What a model of this world can draw, as its file records it (dmgan.export): at most
+    MAX_OBJECTS objects, counted by their nouns; the count words beyond it."""
+    return {"max_objects": MAX_OBJECTS, "object_words": object_words(),
+            "beyond_count_words": list(BEYOND_COUNT_WORDS)}
+
+
 def caption_needs(cfg) -> list[dict]:
     """What a model trained on this world with `cfg` (a DMGANConfig) needs its captions to
     name, as `export` writes it into the model file: per caption part, the words that name it
@@ -69,6 +115,8 @@ def caption_needs(cfg) -> list[dict]:
                         "without a place it may fill the picture with the object's colour: "
                         "add one (\"... on the left\", \"... in the center\")"}
     d = cfg.data
+    if d.shapes_partial_share > 0:  # captions that leave out a place are ones it learned
+        place = None
     if d.shapes_background_phrase >= 1.0:
         why = "this model learned from captions that always name the background"
     elif d.shapes_background_first == 0 and (cfg.loss.pixel_weight == 0
@@ -76,10 +124,10 @@ def caption_needs(cfg) -> list[dict]:
         why = ("this model often draws a caption that leaves out the background with the "
                "background in an object's colour, hiding it")
     else:
-        return [place]
+        return [place] if place else []
     background = {"part": "background", "words": ["background"],
                   "message": f"{why}: name the background (\"... on a white background\")"}
-    return [place, background]
+    return [place, background] if place else [background]
 
 
 
@@ -131,7 +179,9 @@ class Scene:
 
 def vocabulary() -> Vocabulary:
     """Every word the templates can produce, sorted: fixed for every seed and split."""
-    words: set[str] = set(COLOUR_NAMES) | {"an"}
+    words: set[str] = set(COLOUR_NAMES) | {"an", "and", "are", *COUNT_WORDS}
+    for plural in _PLURAL.values():
+        words.update(tokenize(plural))
     for options in _SYN.values():
         for phrase in options:
             words.update(tokenize(phrase))
@@ -194,6 +244,53 @@ def _fill(scene: Scene, o: tuple[ShapeObject, ...], pick, rng: np.random.Generat
     fields |= {"size2": pick(o[1].size), "colour2": o[1].colour, "shape2": pick(o[1].shape),
                "pos2": pick(o[1].position)}
     return two[rng.integers(len(two))].format(**fields)
+
+
+_PARTIAL_OPENINGS = ("{}", "there is {}", "the picture shows {}")
+_PLURAL_OPENINGS = ("{}", "there are {}", "the picture shows {}")
+
+
+def describe_partial(scene: Scene, said: Sequence[frozenset[str]], rng: np.random.Generator, *,
+                     name_background: bool, plural: bool = False) -> str:
+    """The scene in words, each object with only its `said` attributes (PARTS; its shape it
+    always says): "a circle", "a red square on the left and a big triangle". `plural`: two
+    objects of one shape, said together with a count ("two red squares"; their said
+    attributes must be equal but for the place)."""
+    def pick(key: str) -> str:
+        options = _SYN.get(key, (key,))
+        return options[rng.integers(len(options))]
+
+    def adjectives(o: ShapeObject, parts: frozenset[str]) -> list[str]:
+        return ([pick(o.size)] if "size" in parts else []) + (
+            [o.colour] if "colour" in parts else [])
+
+    objs = scene.objects
+    if plural:
+        a, b = objs
+        noun = _PLURAL[pick(a.shape)]
+        text = " ".join(["two", *adjectives(a, said[0]), noun])
+        if "position" in said[0]:
+            text += f" {pick(a.position)} and {pick(b.position)}"
+        text = _PLURAL_OPENINGS[rng.integers(len(_PLURAL_OPENINGS))].format(text)
+    else:
+        phrases = []
+        for o, parts in zip(objs, said, strict=True):
+            phrase = " ".join(["a", *adjectives(o, parts), pick(o.shape)])
+            phrases.append(phrase + (f" {pick(o.position)}" if "position" in parts else ""))
+        text = _PARTIAL_OPENINGS[rng.integers(len(_PARTIAL_OPENINGS))].format(" and ".join(phrases))
+    if name_background:
+        text += f" on a {scene.background} background"
+    return _articles(text)
+
+
+def can_count(scene: Scene, said: Sequence[frozenset[str]]) -> bool:
+    """Whether two objects may be said with a count: one shape, and the same said attributes
+    with the same values (the places aside)."""
+    if len(scene.objects) != 2 or said[0] != said[1]:
+        return False
+    a, b = scene.objects
+    return a.shape == b.shape and all(getattr(a, p) == getattr(b, p)
+                                      for p in said[0] - {"position"})
 
 
 JITTER = 0.04  # how far (a fraction of the side) each object may stray from its place
@@ -291,6 +388,24 @@ def near_miss_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float
 CACHE_BYTES = 1 << 30  # per dataset object (each data-loader worker holds its own)
 
 
+@dataclass
+class _Wording:
+    """A sample's scene and how its caption words it."""
+
+    rng: np.random.Generator  # the sample's generator, at the wording draws
+    scene: Scene
+    named: bool  # the caption names the background
+    first: bool  # ... at its start
+    said: tuple[frozenset[str], ...] | None  # per object, the PARTS said; None: every one
+    plural: bool  # two objects said with a count
+
+    def record(self, scene: Scene) -> dict:
+        """What the sample's attributes add: per object the parts said, and the count."""
+        said = self.said or tuple(frozenset(PARTS) for _ in scene.objects)
+        return {"said": [sorted(p) for p in said],
+                "plural": self.plural and can_count(scene, said)}
+
+
 def class_id(scene: Scene) -> int:
     """Scenes with the same attributes share a class (DAMSM negatives skip them)."""
     key = repr(scene.as_dict()).encode()
@@ -312,6 +427,7 @@ class ShapesDataset(Dataset):
         options: DataConfig | None = None,
         near_misses: bool = False,
         cache_images: bool = False,
+        combinations: str | None = None,
     ):
         """options: the config's data section (its `shapes_*` fields: which captions name
         the background and which open with it, the near misses' swap share, the background
@@ -320,7 +436,10 @@ class ShapesDataset(Dataset):
         worded like its own caption, as a hard negative.
         cache_images: keep each sample's rendered images (uint8, every size) in memory, up
         to CACHE_BYTES, so later epochs do not draw them again (an image depends only on
-        the seed, split and index)."""
+        the seed, split and index).
+        combinations: "all" scenes, only those without a held-out pair ("seen"), or only
+        those with one ("held_out": the report's own rows); default: "seen" for the training
+        split when options.shapes_held_out, else "all"."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         options = options or DataConfig()
@@ -343,6 +462,17 @@ class ShapesDataset(Dataset):
         self.near_misses, self.swap_share = near_misses, options.shapes_swap_share
         self.unnamed_background, self.jitter = options.shapes_unnamed_background, options.shapes_jitter
         self.background_first = options.shapes_background_first
+        for name in ("shapes_partial_share", "shapes_plural_share"):
+            if not 0.0 <= getattr(options, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(options, name)}")
+        self.partial_share, self.plural_share = (options.shapes_partial_share,
+                                                 options.shapes_plural_share)
+        if combinations is None:
+            combinations = "seen" if split == "train" and options.shapes_held_out else "all"
+        if combinations not in ("all", "seen", "held_out"):
+            raise ValueError(f"combinations must be 'all', 'seen' or 'held_out', got "
+                             f"{combinations!r}")
+        self.combinations = combinations
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
@@ -358,37 +488,65 @@ class ShapesDataset(Dataset):
     def scene(self, index: int) -> tuple[Scene, str, np.random.Generator, bool]:
         """(scene, caption, the sample's generator (drawing continues from it), whether the
         caption names the background)."""
-        scene, caption, rng, named, _ = self._draw(index)
+        scene, caption, rng, named, *_ = self._draw(index)
         return scene, caption, rng, named
 
-    def _start(self, index: int) -> tuple[np.random.Generator, Scene, bool, bool]:
-        """The sample's generator (the wording draws come next), its scene, whether its
-        caption names the background, and whether that phrase opens the caption."""
+    def _start(self, index: int) -> _Wording:
+        """The sample's scene and how its caption words it; its generator goes on to the
+        wording draws (synonyms, template) and then the picture's."""
         rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index])
         scene = sample_scene(rng, self.max_objects)
+        if self.combinations != "all":  # redrawn until it has (or has no) held-out pair
+            while held_out(scene) != (self.combinations == "held_out"):
+                scene = sample_scene(rng, self.max_objects)
         named = self.background_phrase >= 1.0 or rng.random() < self.background_phrase
         if not named and self.unnamed_background != "any":
             scene = replace(scene, background=plain_background(scene, self.unnamed_background))
         first = named and self.background_first > 0 and rng.random() < self.background_first
-        return rng, scene, named, first
+        said, plural = None, False
+        if self.partial_share > 0 and rng.random() < self.partial_share:
+            said = tuple(frozenset(p for p in PARTS if rng.random() < 0.5) for _ in scene.objects)
+            if len(scene.objects) == 2 and self.plural_share > 0 and rng.random() < self.plural_share:
+                a, b = scene.objects
+                plural = a.shape == b.shape
+                if plural:  # said together: what they share, and their places or neither
+                    common = frozenset(p for p in said[0]
+                                       if p == "position" or getattr(a, p) == getattr(b, p))
+                    said = (common, common)
+        return _Wording(rng, scene, named, first, said, plural)
+
+    def _describe(self, w: _Wording, scene: Scene, rng: np.random.Generator) -> str:
+        if w.said is None:
+            return describe(scene, rng, name_background=w.named, background_first=w.first)
+        return describe_partial(scene, w.said, rng, name_background=w.named,
+                                plural=w.plural and can_count(scene, w.said))
 
     def _draw(self, index: int):
-        rng, scene, named, first = self._start(index)
+        w = self._start(index)
+        rng, scene = w.rng, w.scene
         wording = copy.deepcopy(rng)  # the near-miss caption reuses the same wording draws
-        caption = describe(scene, rng, name_background=named, background_first=first)
+        caption = self._describe(w, scene, rng)
         negative = None
         if self.near_misses:
             pick = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 7])
-            negative = describe(near_miss_scene(scene, pick, swap_share=self.swap_share,
-                                                background=named),
-                                wording, name_background=named, background_first=first)
-        return scene, caption, rng, named, negative
+            other = near_miss_scene(scene, pick, swap_share=self.swap_share, background=w.named)
+            negative = self._describe(w, other, copy.deepcopy(wording))
+            # a near miss must read otherwise (a change to an unsaid attribute does not), and
+            # in training must not name a held-out pair
+            for _ in range(20):
+                if negative != caption and not (self.combinations == "seen" and held_out(other)):
+                    break
+                other = near_miss_scene(scene, pick, swap_share=self.swap_share,
+                                        background=w.named)
+                negative = self._describe(w, other, copy.deepcopy(wording))
+        return scene, caption, rng, w.named, negative, w
 
     def caption_for(self, index: int, scene: Scene) -> str:
         """The caption sample `index` would have if its scene were `scene`: the same wording
-        draws (synonyms, template, whether the background is named), other content."""
-        rng, _, named, first = self._start(index)
-        return describe(scene, rng, name_background=named, background_first=first)
+        draws (synonyms, template, whether the background is named, which attributes are
+        said), other content."""
+        w = self._start(index)
+        return self._describe(w, scene, w.rng)
 
     def _images(self, index: int, scene: Scene, rng: np.random.Generator) -> list[np.ndarray]:
         """The sample's images (uint8, H x W x 3) at every size, drawn or from the cache."""
@@ -410,7 +568,7 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        scene, caption, rng, named, negative = self._draw(index)
+        scene, caption, rng, named, negative, w = self._draw(index)
         images = [to_tensor(a) for a in self._images(index, scene, rng)]
         ids = self.vocab.encode_tokens(tokenize(caption)).ids
         words, length = fit_caption(ids, self.max_words,
@@ -418,7 +576,8 @@ class ShapesDataset(Dataset):
         sample = Sample(images=images, caption=torch.from_numpy(words), length=length,
                         class_id=class_id(scene), key=f"shapes-{self.split}-{index}",
                         attributes=scene.as_dict() | {"caption": caption,
-                                                      "background_named": named})
+                                                      "background_named": named,
+                                                      **w.record(scene)})
         if negative is not None:
             neg, neg_len = fit_caption(self.vocab.encode_tokens(tokenize(negative)).ids,
                                        self.max_words,

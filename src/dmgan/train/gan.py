@@ -23,7 +23,7 @@ from dmgan.config import DMGANConfig
 from dmgan.data.collate import collate
 from dmgan.data.loader import epoch_loader
 from dmgan.data.open import check_vocab, open_split
-from dmgan.data.shapes import caption_needs
+from dmgan.data.shapes import caption_needs, world_reads
 from dmgan.device import check_amp
 from dmgan.errors import CheckpointError, ConfigError, DMGANError
 from dmgan.metrics.snapshot import SnapshotEvaluator
@@ -274,7 +274,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
     # how this run was made and what its captions need to name (written on by dmgan.export)
     lineage = lineage_of(load_checkpoint(opts.damsm)[1],
                          load_checkpoint(opts.critic)[1] if opts.critic is not None else None)
-    reads = {"needs": caption_needs(cfg) if opts.data == "shapes" else []}
+    reads = ({"needs": caption_needs(cfg), "world": world_reads()} if opts.data == "shapes"
+             else {"needs": []})
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
                    image_encoder=image_encoder, scaler=scaler, critics=critics)
