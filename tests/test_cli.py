@@ -194,12 +194,16 @@ def test_the_bundled_model_was_trained_with_the_presets_settings():
     how it was made and what its captions need."""
     from dmgan.checkpoint import load_checkpoint
     from dmgan.config import preset
+    from dmgan.data.shapes import vocabulary
     from dmgan.pipeline import bundled_model_path
 
     cfg, payload = load_checkpoint(bundled_model_path())
     want = preset("shapes")
-    for section in ("text", "generator", "discriminator", "loss", "train", "critic", "data"):
+    for section in ("generator", "discriminator", "loss", "train", "critic", "data"):
         assert getattr(cfg, section) == getattr(want, section), section
+    # its vocabulary is the shapes world's before counts came in (plurals, "two", ...)
+    assert cfg.text == dataclasses.replace(want.text, vocab_size=len(payload["vocab"]))
+    assert set(payload["vocab"]) < set(vocabulary().words)
     assert cfg.damsm == dataclasses.replace(want.damsm, lr=2e-3)
     prov = payload["provenance"]
     assert prov["preset"] == "shapes" and prov["steps"] == payload["trained_steps"] == 6000

@@ -298,12 +298,13 @@ def test_a_caption_of_fillers_only_is_refused(tmp_path, caption):
 
 
 def test_info_lists_the_bundled_models_vocabulary():
-    from dmgan.data.shapes import vocabulary
+    from dmgan.pipeline import bundled_model_path
 
     res = _dmgan("info", "--checkpoint")
     assert res.returncode == 0, res.stderr
     words = res.stdout.split("vocabulary (", 1)[1].splitlines()[1].split()
-    assert words == [w for w in vocabulary().words if w != "<end>"]
+    stored = load_checkpoint(bundled_model_path())[1]["vocab"]
+    assert words == [w for w in stored if w != "<end>"] and "circle" in words
     res = _dmgan("info", "--checkpoint", "--json")
     info = json.loads(res.stdout)
     assert info["preset"] == "shapes" and "red" in info["vocabulary"]

@@ -226,7 +226,7 @@ def test_the_background_phrase_can_open_the_caption():
     plain = ShapesDataset(options=DataConfig(shapes_background_phrase=0.5), **kw)
     first = 0
     for i in range(200):
-        scene, caption, _, named, negative = data._draw(i)
+        scene, caption, _, named, negative, _ = data._draw(i)
         other = plain._draw(i)
         assert other[0] == scene
         if not named:
@@ -296,3 +296,100 @@ def test_captions_without_a_background_phrase_are_not_judged_on_it():
     half = ShapesDataset(length=400, options=DataConfig(shapes_background_phrase=0.5))
     named = [half.scene(i)[3] for i in range(400)]
     assert 120 < sum(named) < 280
+
+
+# --- a world that speaks like people ------------------------------------------------------
+
+def _place_words(caption: str) -> set[str]:
+    from dmgan.data.shapes import PLACE_WORDS
+
+    return PLACE_WORDS & set(caption.split())
+
+
+def test_partial_captions_say_what_they_say_and_leave_the_rest_to_chance():
+    """data.shapes_partial_share: that share of the captions leaves out each object's size,
+    colour and place at random (its shape it always says); the picture still has them all,
+    drawn as the world draws them. At 0 the data is as it was."""
+    from dmgan.data.shapes import _SYN, PARTS
+
+    world = DataConfig(shapes_partial_share=1.0)
+    data = ShapesDataset(length=300, image_sizes=(16,), options=world)
+    said_counts = {p: 0 for p in PARTS}
+    ones = 0
+    for i in range(300):
+        a = data[i].attributes
+        assert len(a["said"]) == len(a["objects"])
+        if len(a["objects"]) != 1:
+            continue
+        ones += 1
+        o, said, words = a["objects"][0], set(a["said"][0]), a["caption"].split()
+        for p in said:
+            said_counts[p] += 1
+        assert (o["colour"] in words) == ("colour" in said)
+        assert any(s in a["caption"] for s in _SYN[o["shape"]])  # the noun, always
+        size_words = {w for syn in _SYN[o["size"]] for w in syn.split()}
+        assert bool(size_words & set(words)) == ("size" in said)
+        assert bool(_place_words(a["caption"])) == ("position" in said)
+    assert ones > 100 and all(ones * 0.35 < n < ones * 0.65 for n in said_counts.values())
+    plain, default = ShapesDataset(length=50, image_sizes=(16,)), ShapesDataset(
+        length=50, image_sizes=(16,), options=DataConfig(shapes_partial_share=0.0))
+    assert [plain.scene(i)[1] for i in range(50)] == [default.scene(i)[1] for i in range(50)]
+    assert all(plain[i].attributes["said"] == [list(sorted(PARTS))] * len(plain.scene(i)[0].objects)
+               for i in range(10))
+
+
+def test_two_objects_of_one_shape_can_be_counted():
+    """data.shapes_plural_share: "two red squares": two objects of one shape said together,
+    with what they share; a near miss of such a caption reads otherwise."""
+    world = DataConfig(shapes_partial_share=1.0, shapes_plural_share=1.0)
+    data = ShapesDataset(length=400, image_sizes=(16,), options=world, near_misses=True)
+    counted = 0
+    for i in range(400):
+        a = data[i].attributes
+        if not a["plural"]:
+            continue
+        counted += 1
+        first, second = a["objects"]
+        assert first["shape"] == second["shape"] and a["said"][0] == a["said"][1]
+        assert "two" in a["caption"].split()
+        for p in set(a["said"][0]) - {"position"}:
+            assert first[p] == second[p]
+        assert data._draw(i)[4] != a["caption"]
+    assert counted > 20
+
+
+def test_held_out_pairs_never_train_and_have_their_own_report_set():
+    """data.shapes_held_out: a fixed quarter of the colour-shape pairs (8 of 32) and of the
+    shape-place pairs (5 of 20) is in no training picture nor near-miss caption; the test
+    split keeps every pair, and combinations="held_out" gives the report's own rows."""
+    from dmgan.data.shapes import (
+        COLOUR_NAMES,
+        HELD_OUT_COLOUR_SHAPE,
+        HELD_OUT_SHAPE_PLACE,
+        POSITIONS,
+        SHAPES,
+        held_out,
+    )
+
+    assert len(HELD_OUT_COLOUR_SHAPE) * 4 == len(COLOUR_NAMES) * len(SHAPES)
+    assert len(HELD_OUT_SHAPE_PLACE) * 4 == len(SHAPES) * len(POSITIONS)
+    world = DataConfig(shapes_held_out=True)
+    train = ShapesDataset(length=500, image_sizes=(16,), options=world, near_misses=True)
+    assert not any(held_out(train.scene(i)[0]) for i in range(500))
+    test = ShapesDataset(split="test", length=300, image_sizes=(16,), options=world)
+    assert 0 < sum(held_out(test.scene(i)[0]) for i in range(300)) < 300
+    rows = ShapesDataset(split="test", length=100, image_sizes=(16,), options=world,
+                         combinations="held_out")
+    assert all(held_out(rows.scene(i)[0]) for i in range(100))
+    with pytest.raises(ValueError, match="combinations"):
+        ShapesDataset(length=3, combinations="some")
+
+
+def test_a_model_of_partial_captions_needs_no_place():
+    from dmgan.config import override
+    from dmgan.data.shapes import caption_needs
+
+    cfg = preset("shapes")
+    assert [n["part"] for n in caption_needs(cfg)] == ["place"]
+    partial = override(cfg, ["data.shapes_partial_share=0.5"])
+    assert caption_needs(partial) == []

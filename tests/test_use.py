@@ -15,7 +15,7 @@ from fixtures import py2_pickle, run_cli
 from PIL import Image
 
 from dmgan import DMGAN, DMGANError, preset
-from dmgan.data.shapes import caption_needs, vocabulary
+from dmgan.data.shapes import caption_needs, vocabulary, world_reads
 from dmgan.data.vocab import CaptionError
 from dmgan.pipeline import DMGANPipeline
 
@@ -25,7 +25,8 @@ def model_path(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("model") / "shapes.pt"
     cfg = preset("shapes")
-    DMGAN(cfg, vocab=vocabulary().words, reads={"needs": caption_needs(cfg)}).save(path)
+    DMGAN(cfg, vocab=vocabulary().words,
+          reads={"needs": caption_needs(cfg), "world": world_reads()}).save(path)
     return path
 
 
@@ -113,6 +114,23 @@ def test_a_caption_without_a_place_is_warned_about_on_shapes_models(pipe):
         warnings.simplefilter("error")
         for caption in ("a red circle in the middle on a white background",
                         "a big blue box in the upper part on a black background"):
+            pipe(caption)
+
+
+def test_a_caption_beyond_the_world_is_drawn_with_a_warning(pipe):
+    """A model of the shapes world draws one or two objects (its file says so): three object
+    nouns, a plural beside another object, or a count beyond two are drawn with a warning;
+    two objects, said either way, are not."""
+    for caption in ("a red circle on the left and a blue square on the right and a green "
+                    "triangle at the top", "two circles and a square on the left",
+                    "three red circles on the left"):
+        with pytest.warns(UserWarning, match="draws at most 2 objects"):
+            out = pipe(caption)
+        assert len(out.images) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for caption in ("a red circle on the left and a blue square on the right",
+                        "two red circles on the left and on the right"):
             pipe(caption)
 
 

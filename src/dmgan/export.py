@@ -39,10 +39,13 @@ def source_commit() -> str | None:
 
 
 def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note: str = "",
-                 half: bool = False, command: str | None = None) -> list[Path]:
+                 half: bool = False, command: str | None = None,
+                 scores: dict | None = None) -> list[Path]:
     """A training checkpoint -> a model file (EMA generator, text encoder, vocabulary, config,
     provenance, reads) and its vocabulary as JSON beside it (`<stem>.vocab.json`, what
-    `dmgan eval --vocab` takes). Returns the paths written."""
+    `dmgan eval --vocab` takes). `scores`: a report made after training (the demo's, on its
+    held-out captions), recorded as the provenance's report in place of the run's own
+    evaluation. Returns the paths written."""
     from dmgan import __version__
 
     cfg, payload = load_checkpoint(checkpoint)
@@ -60,7 +63,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, *, note:
         "dmgan_version": __version__,
         "commit": source_commit(),
         "steps": payload.get("step"),
-        "report": payload.get("metrics"),
+        "report": scores if scores is not None else payload.get("metrics"),
         "exported": datetime.date.today().isoformat(),
         "note": note,
     }

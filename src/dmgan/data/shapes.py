@@ -428,6 +428,7 @@ class ShapesDataset(Dataset):
         near_misses: bool = False,
         cache_images: bool = False,
         combinations: str | None = None,
+        vocab: Vocabulary | None = None,
     ):
         """options: the config's data section (its `shapes_*` fields: which captions name
         the background and which open with it, the near misses' swap share, the background
@@ -439,7 +440,10 @@ class ShapesDataset(Dataset):
         the seed, split and index).
         combinations: "all" scenes, only those without a held-out pair ("seen"), or only
         those with one ("held_out": the report's own rows); default: "seen" for the training
-        split when options.shapes_held_out, else "all"."""
+        split when options.shapes_held_out, else "all".
+        vocab: the words the captions are encoded with (a model's own, when it learned an
+        earlier vocabulary of this world; words it lacks are left out); default: the world's
+        (`vocabulary()`)."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         options = options or DataConfig()
@@ -476,7 +480,7 @@ class ShapesDataset(Dataset):
         self.cache_images = cache_images
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
-        self.vocab = vocabulary()
+        self.vocab = vocab or vocabulary()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -54,9 +54,11 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
     generator.to(device)
     text_encoder.to(device).eval()
     if isinstance(data, str) and data == "shapes":
+        from dmgan.data.vocab import Vocabulary
         from dmgan.metrics.shapes import generate_for_captions, held_out_captions
 
-        samples = held_out_captions(num_images or 500, seed, cfg.text.words_eval)
+        samples = held_out_captions(num_images or 500, seed, cfg.text.words_eval,
+                                    vocab=Vocabulary(vocab) if vocab else None)
         images, attributes = generate_for_captions(generator, text_encoder, samples, batch=100,
                                                    seed=seed, device=device)
         captions = [samples[i].caption[: samples[i].length].tolist() for i in range(len(samples))]

@@ -49,12 +49,14 @@ def _summary(hits: dict[str, list[bool]], whole: list[bool], two: list[bool]) ->
 
 
 def held_out_captions(n: int, seed: int, max_words: int = 30, *,
-                      background_phrase: float = 1.0) -> ShapesDataset:
+                      background_phrase: float = 1.0, vocab=None) -> ShapesDataset:
     """The `n` held-out (test split) shapes samples of `seed`: captions and ground truth
     (`background_phrase`: the share of captions that name the background; every one in
-    the evaluations, none to ask how a model draws captions that leave it out)."""
+    the evaluations, none to ask how a model draws captions that leave it out), encoded with
+    `vocab` (a model's own words; default the world's)."""
     return ShapesDataset(split="test", length=n, image_sizes=(64,), max_words=max_words, seed=seed,
-                         options=DataConfig(shapes_background_phrase=background_phrase))
+                         options=DataConfig(shapes_background_phrase=background_phrase),
+                         vocab=vocab)
 
 
 def oracle_scores(images: torch.Tensor, attributes: Sequence[dict], *, batch: int = 100,

@@ -77,12 +77,17 @@ def _pool(cfg: DMGANConfig, split: str, n: int, seed: int) -> _Pool:
         else:
             negatives = [near_miss_scene(scene, rng, background=named) for _ in range(3)]
             other = replace(scene, background=scene.objects[0].colour)
+        negative_captions = [data.caption_for(i, t) for t in negatives]
+        if caption in negative_captions:  # a partial caption may not say what changed
+            continue
+        if len(scene.objects) == 2 and data.caption_for(i, other) == caption:
+            continue  # nor tell the two objects apart ("two circles"): no doubled negative
         big = render(other, sizes[-1], rng, jitter=cfg.data.shapes_jitter)
         for k, s in enumerate(sizes):
             small = big if s == sizes[-1] else big.resize((s, s), Image.BILINEAR)
             second[k].append(to_tensor(np.asarray(small)))
         captions.append([data.vocab.encode_tokens(tokenize(c)).ids
-                         for c in [caption] + [data.caption_for(i, t) for t in negatives]])
+                         for c in [caption] + negative_captions])
         objects.append(len(scene.objects))
         for k, image in enumerate(data[i].images):
             images[k].append(image)
