@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save-images", help="with --checkpoint: keep the images (and their "
                    "captions.jsonl) in this folder")
     s.add_argument("--metrics", nargs="+",
-                   choices=["fid", "is", "r_precision", "oracle", "clip_score"],
+                   choices=["fid", "is", "r_precision", "oracle", "compositional", "clip_score"],
                    help="default: oracle for --data shapes, else fid is")
     s.add_argument("--clip-model", help="CLIP score: a local CLIP model folder in the Hugging "
                    "Face layout (config.json, model.safetensors, vocab.json, merges.txt)")

@@ -65,7 +65,8 @@ def generate_for_data(generator, text_encoder, cfg, data, *, num_images: int | N
         classes = [samples[i].class_id for i in range(len(samples))]
         gen = Generated("shapes test captions", tensors=images, captions=captions,
                         classes=classes, attributes=attributes,
-                        texts=[a["caption"] for a in attributes])
+                        texts=[a["caption"] for a in attributes],
+                        model=(generator, text_encoder, samples.vocab, cfg.text.words_eval))
     else:
         test = data
         if isinstance(data, str | Path):

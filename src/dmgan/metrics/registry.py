@@ -70,6 +70,9 @@ class Generated:
     attributes: list[dict] | None = None
     texts: list[str] | None = None  # the captions as text (CLIP score)
     statistics: tuple[np.ndarray, np.ndarray] | None = None  # Inception (mu, sigma), once made
+    # what drew them, for a metric that draws its own (generator, text encoder, vocabulary,
+    # words per caption); None for a folder
+    model: tuple | None = None
 
     def __len__(self) -> int:
         return len(self.tensors) if self.tensors is not None else len(self.files)
@@ -295,6 +298,18 @@ def _oracle(gen: Generated, s: Settings, inc: _Inception) -> dict[str, float]:
     return oracle_scores(images, gen.attributes, device=s.device)
 
 
+def _compositional(gen: Generated, s: Settings, inc: _Inception) -> dict[str, float]:
+    from dmgan.metrics.compositional import compositional_report
+
+    if gen.model is None or gen.attributes is None:
+        raise DMGANError("the compositional report draws its own pictures (8 seeds per "
+                         "caption): dmgan eval --checkpoint MODEL --data shapes")
+    generator, text_encoder, vocab, max_words = gen.model
+    return compositional_report(generator, text_encoder, n=len(gen), seeds=8, seed=s.seed,
+                                device=s.device, max_words=max_words, vocab=vocab,
+                                held_out_n=len(gen))
+
+
 def _clip_score(gen: Generated, s: Settings, inc: _Inception) -> dict[str, float]:
     from dmgan.metrics.clip import Clip
 
@@ -328,6 +343,7 @@ METRICS: dict[str, Metric] = {
     "is": Metric(_is, lambda s: s.mode),
     "r_precision": Metric(_r_precision, lambda s: "damsm"),
     "oracle": Metric(_oracle, lambda s: "shapes-oracle"),
+    "compositional": Metric(_compositional, lambda s: "shapes-oracle"),
     "clip_score": Metric(_clip_score, lambda s: f"clip:{Path(s.clip_model or '?').name}"),
 }
 
@@ -364,6 +380,9 @@ def result_rows(results: dict[str, dict[str, float]], gen: Generated, settings: 
                 continue
             row = {"metric": name, "value": value, "mode": METRICS[metric].mode(settings),
                    "num_images": len(gen), "time": now, "settings": detail}
+            chance = _chance(metric, name)
+            if chance is not None:
+                row["chance"] = round(chance, 4)
             if f"{name}_std" in values:
                 row["std"] = values[f"{name}_std"]
             rows.append(row)
@@ -405,10 +424,25 @@ def append_results(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     atomic_write_text(path, old + "".join(json.dumps(r) + "\n" for r in rows))
 
 
+def _chance(metric: str, name: str) -> float | None:
+    """The chance level of a shapes row, where one exists."""
+    if metric == "oracle":
+        from dmgan.metrics.shapes import CHANCE
+
+        return CHANCE.get(name)
+    if metric == "compositional":
+        from dmgan.metrics.compositional import CHANCE_ROWS
+        from dmgan.metrics.shapes import CHANCE
+
+        return CHANCE_ROWS.get(name, CHANCE.get(name.removeprefix("held_out_")))
+    return None
+
+
 def format_table(rows: Sequence[dict]) -> str:
-    lines = [f"{'metric':18s} {'value':>12s} {'std':>10s}  mode           images"]
+    lines = [f"{'metric':24s} {'value':>10s} {'std':>8s} {'chance':>8s}  mode           images"]
     for r in rows:
         std = f"{r['std']:.4f}" if "std" in r else ""
-        lines.append(f"{r['metric']:18s} {r['value']:12.4f} {std:>10s}  {r['mode']:14s} "
-                     f"{r['num_images']}")
+        chance = f"{r['chance']:.4f}" if "chance" in r else ""
+        lines.append(f"{r['metric']:24s} {r['value']:10.4f} {std:>8s} {chance:>8s}  "
+                     f"{r['mode']:14s} {r['num_images']}")
     return "\n".join(lines)
