@@ -84,7 +84,6 @@ def main() -> None:
         if ref.wait() != 0:
             raise SystemExit(ref.stderr.read().decode())
         run_time = time.monotonic() - t0
-        startup = 2.5  # seconds for a worker to import, build and resume (measured here)
         run = tmp / "killed"
         kills, during_write, resumes, started = 0, 0, 0, False
         outs = []
@@ -92,7 +91,14 @@ def main() -> None:
             outs.append(tmp / f"worker{len(outs)}.out")
             proc = _spawn(run, damsm, args.steps, started, outs[-1])
             resumes += started
-            time.sleep(startup + rng.uniform(0.0, 1.5))
+            # kill once the worker has written a checkpoint of its own (a loaded machine may
+            # take a while to start it), at a random moment after that
+            before = set(checkpoints(run))
+            deadline = time.monotonic() + 120
+            while (proc.poll() is None and time.monotonic() < deadline
+                   and not set(checkpoints(run)) - before):
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 1.0))
             if proc.poll() is not None:  # finished before the kill: start over from scratch
                 break
             os.kill(proc.pid, signal.SIGKILL)
@@ -108,6 +114,7 @@ def main() -> None:
             raise SystemExit(final.stderr.read().decode())
         resumes += started
         resumed_at = [n for n in map(_resumed_at, outs) if n is not None]
+        final_resumed_at = _resumed_at(outs[-1])
         logged = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
         a = load_checkpoint(checkpoints(tmp / "straight")[0])[1]
         b = load_checkpoint(checkpoints(run)[0])[1]
@@ -116,6 +123,7 @@ def main() -> None:
             for n in a["networks"] for k, v in a["networks"][n].items())
         summary = {"kills": kills, "kills_during_checkpoint_write": during_write,
                    "resumes": resumes, "resumed_at": resumed_at,
+                   "final_resumed_at": final_resumed_at,
                    "restarts_from_step_0": logged.count(1) - 1,
                    "steps": args.steps, "bit_identical": same,
                    "uninterrupted_run_s": round(run_time, 1)}
