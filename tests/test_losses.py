@@ -96,3 +96,42 @@ def test_the_pixel_term_can_weigh_the_objects_more():
     assert 0.02 < share.min() and share.max() < 0.4
     with pytest.raises(ConfigError, match="pixel_object_weight"):
         override(preset("tiny"), ["loss.pixel_object_weight=-1"])
+
+
+def test_the_pixel_term_counts_only_captions_that_fix_their_picture():
+    """A caption that leaves things free has many pictures (their mean is a blur): with
+    fixes_picture, the pixel term counts only the captions that say everything."""
+    from dmgan.losses import generator_loss
+
+    cfg = override(preset("tiny"), ["loss.pixel_weight=4"])
+    ds, image_encoder, out, text, lengths = _generator_loss_inputs(cfg)
+    own = text()
+    real = [x.flip(0) for x in out.images]
+    every = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real)
+    ones = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real,
+                          fixes_picture=torch.ones(3))
+    torch.testing.assert_close(ones.pixel, every.pixel)
+    picked = torch.tensor([1.0, 0.0, 1.0])
+    some = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real,
+                          fixes_picture=picked)
+    want = 4 * sum(((f - r) ** 2).flatten(1).mean(1)[[0, 2]].sum() / 3
+                   for f, r in zip(out.images, real, strict=True))
+    torch.testing.assert_close(some.pixel, want)
+
+
+def test_a_caption_fixes_its_picture_when_it_says_everything():
+    from dmgan.config import DataConfig
+    from dmgan.data.shapes import PARTS, ShapesDataset
+
+    world = DataConfig(shapes_partial_share=0.5, shapes_background_phrase=0.8)
+    data = ShapesDataset(length=200, image_sizes=(16,), options=world)
+    kinds = set()
+    for i in range(200):
+        a = data[i].attributes
+        everything = all(sorted(s) == sorted(PARTS) for s in a["said"])
+        assert a["fixes_picture"] == (everything and a["background_named"])
+        kinds.add(a["fixes_picture"])
+    assert kinds == {True, False}
+    plain = ShapesDataset(length=50, image_sizes=(16,), options=DataConfig(
+        shapes_background_phrase=0.5, shapes_unnamed_background="white"))
+    assert all(plain[i].attributes["fixes_picture"] for i in range(50))  # white: one picture

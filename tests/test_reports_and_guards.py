@@ -249,7 +249,8 @@ def test_pace_warns_about_a_budget_too_small_and_a_slowdown():
 
 def test_recipe_options_train(tmp_path, weak_damsm):
     cfg = override(preset("tiny"), ["loss.caption_preference_weight=2", "loss.pixel_weight=3",
-                                    "train.d_steps=2"])
+                                    "train.d_steps=2", "data.shapes_partial_share=0.5",
+                                    "data.shapes_plural_share=0.5", "data.shapes_held_out=true"])
     result = train_gan(cfg, _opts(tmp_path / "r", weak_damsm, max_steps=2, eval_every=0))
     _, payload = load_checkpoint(result.last_checkpoint)
     assert payload["config"]["loss"]["caption_preference_weight"] == 2.0

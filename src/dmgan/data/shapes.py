@@ -399,11 +399,15 @@ class _Wording:
     said: tuple[frozenset[str], ...] | None  # per object, the PARTS said; None: every one
     plural: bool  # two objects said with a count
 
-    def record(self, scene: Scene) -> dict:
-        """What the sample's attributes add: per object the parts said, and the count."""
+    def record(self, scene: Scene, plain_background: bool) -> dict:
+        """What the sample's attributes add: per object the parts said, the count, and
+        whether the caption fixes the picture (every part said, and the background named or
+        plain: `plain_background`), as the pixel term needs."""
         said = self.said or tuple(frozenset(PARTS) for _ in scene.objects)
         return {"said": [sorted(p) for p in said],
-                "plural": self.plural and can_count(scene, said)}
+                "plural": self.plural and can_count(scene, said),
+                "fixes_picture": all(s == frozenset(PARTS) for s in said)
+                and (self.named or plain_background)}
 
 
 def class_id(scene: Scene) -> int:
@@ -581,7 +585,9 @@ class ShapesDataset(Dataset):
                         class_id=class_id(scene), key=f"shapes-{self.split}-{index}",
                         attributes=scene.as_dict() | {"caption": caption,
                                                       "background_named": named,
-                                                      **w.record(scene)})
+                                                      **w.record(
+                                                          scene,
+                                                          self.unnamed_background != "any")})
         if negative is not None:
             neg, neg_len = fit_caption(self.vocab.encode_tokens(tokenize(negative)).ids,
                                        self.max_words,

@@ -47,14 +47,17 @@ def object_mask(real: torch.Tensor) -> torch.Tensor:
     return ((real - background).abs() > OBJECT_THRESHOLD).any(dim=1, keepdim=True).to(real.dtype)
 
 
-def pixel_difference(fake: torch.Tensor, real: torch.Tensor,
-                     object_weight: float = 0.0) -> torch.Tensor:
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor, object_weight: float = 0.0,
+                     picked: torch.Tensor | None = None) -> torch.Tensor:
     """The mean squared difference of two image batches; with `object_weight`, the pixels
-    off the real picture's background count 1 + that times."""
+    off the real picture's background count 1 + that times; with `picked` (B,) of 0/1, only
+    those pictures count (the batch's mean with the others at zero)."""
     per_pixel = (fake - real).square()
     if object_weight > 0:
         per_pixel = per_pixel * (1 + object_weight * object_mask(real))
-    return per_pixel.mean()
+    if picked is None:
+        return per_pixel.mean()
+    return (per_pixel.flatten(1).mean(1) * picked.to(per_pixel.dtype)).mean()
 
 
 def generator_loss(
@@ -68,11 +71,14 @@ def generator_loss(
     wrong: TextEncoding | None = None,
     critics: Sequence[Discriminator] | None = None,
     real: Sequence[torch.Tensor] | None = None,
+    fixes_picture: torch.Tensor | None = None,
 ) -> GeneratorLoss:
     """`wrong`: the step's mismatched captions, for the caption-preference term
     (loss.caption_preference_weight), judged by `critics` (frozen Ds) when given, else by the
     run's own Ds. `real`: the captions' real images per stage, for the pixel term
-    (loss.pixel_weight)."""
+    (loss.pixel_weight); `fixes_picture` (B,): the captions whose picture the caption fixes,
+    the only ones the pixel term then counts (a caption that leaves things free has many
+    pictures, whose mean is a blur)."""
     use_preference = loss.caption_preference_weight > 0 and wrong is not None
     adv, margin = generator_adversarial_loss(
         ds, out.images, text.sentence, words=text.words, mask=text.mask,
@@ -93,7 +99,7 @@ def generator_loss(
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
         pixel = loss.pixel_weight * sum(
-            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight)
+            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight, fixes_picture)
             for fake, r in zip(out.images, real, strict=True))
         total = total + pixel
     return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,

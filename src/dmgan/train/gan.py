@@ -349,7 +349,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
                 noise_gen=noise_gen, step=step, amp=opts.amp,
                 negatives=None if batch.negatives is None else batch.negatives.to(dev),
                 negative_lengths=None if batch.negatives is None else batch.negative_lengths.to(dev),
-                graphed=graphed)
+                fixes_picture=_fixes_picture(batch, cfg, dev), graphed=graphed)
             step += 1
             batch_in_epoch += 1
             if graphed is not None and graphed.recorded_at == graphed.calls and rt.main:
@@ -553,6 +553,15 @@ def _gather_rng(noise_gen: torch.Generator, rt: Runtime):
     states = [None] * rt.world
     dist.all_gather_object(states, state)
     return states
+
+
+def _fixes_picture(batch, cfg: DMGANConfig, dev: torch.device) -> torch.Tensor | None:
+    """(B,) 1 where the caption fixes its picture (shapes attributes), when the pixel term is
+    on and some caption leaves things free; None: the pixel term counts every picture."""
+    if cfg.loss.pixel_weight <= 0 or not batch.attributes:
+        return None
+    fixed = [a.get("fixes_picture", True) for a in batch.attributes]
+    return None if all(fixed) else torch.tensor(fixed, dtype=torch.float32, device=dev)
 
 
 def _check_finite(record: dict, step: int, run: Path, last: Path | None) -> None:

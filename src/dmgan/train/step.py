@@ -57,12 +57,15 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                noise_gen: torch.Generator | None, step: int, amp: str = "off",
                negatives: torch.Tensor | None = None,
                negative_lengths: torch.Tensor | None = None,
+               fixes_picture: torch.Tensor | None = None,
                graphed: Callable[..., dict[str, torch.Tensor]] | None = None,
                ) -> dict[str, torch.Tensor]:
     """One step: the D updates (cfg.train.d_steps per stage), the G update, the EMA update.
 
     real: images per stage on the device; captions (B, T), lengths (B,), class_ids (B,);
     negatives (B, T'), negative_lengths (B,): near-miss captions (cfg.train.near_miss_negatives).
+    fixes_picture (B,): the captions that fix their picture, the only ones the pixel term
+    counts (None: every one).
     graphed: replay the D and G updates as a recorded CUDA graph (train --cuda-graphs).
     Returns the step's losses as detached 0-d tensors (no host sync here).
     """
@@ -82,10 +85,11 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
               for _ in range(cfg.train.d_steps)]
     if graphed is not None:
         losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
-                         wrong=wrong, noises=noises)
+                         wrong=wrong, noises=noises, fixes_picture=fixes_picture)
     else:
         losses = update_networks(p, cfg, rt, amp, real=real, text=text, lengths=lengths,
-                                 class_ids=class_ids, wrong=wrong, noises=noises)
+                                 class_ids=class_ids, wrong=wrong, noises=noises,
+                                 fixes_picture=fixes_picture)
     # --- phase: update the EMA generator --------------------------------------------
     p.ema.update(p.g, step)
     return losses
@@ -95,6 +99,7 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
                     real: list[torch.Tensor], text: TextEncoding, lengths: torch.Tensor,
                     class_ids: torch.Tensor, wrong: TextEncoding | None,
                     noises: list[torch.Tensor], autocast_cache: bool = True,
+                    fixes_picture: torch.Tensor | None = None,
                     ) -> dict[str, torch.Tensor]:
     """The D updates and the G update of one step, from encoded captions and drawn noise:
     device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
@@ -116,7 +121,7 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     p.ds.requires_grad_(False)
     with amp_context():
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
-                            critics=p.critics, real=real)
+                            critics=p.critics, real=real, fixes_picture=fixes_picture)
     p.opt_g.zero_grad(set_to_none=True)
     p.scaler.scale(gl.total).backward()
     p.ds.requires_grad_(True)
