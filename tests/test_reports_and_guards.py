@@ -406,3 +406,15 @@ def test_near_miss_negatives_train(tmp_path, weak_damsm):
     damsm = pretrain_damsm(cfg, data="shapes", out=tmp_path / "d", max_steps=2, workers=0)
     result = train_gan(cfg, _opts(tmp_path / "r", damsm.path, max_steps=2, eval_every=0))
     assert result.step == 2
+
+
+def test_snapshots_of_a_run_on_partial_captions_carry_the_compositional_rows(tmp_path,
+                                                                             weak_damsm):
+    cfg = override(preset("tiny"), ["data.shapes_partial_share=0.5"])
+    run = tmp_path / "run"
+    train_gan(cfg, _opts(run, weak_damsm, max_steps=2, eval_captions=6))
+    (row,) = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"all", "attribute_mean", "all_said", "objects_found", "diversity_ratio"} <= set(row)
+    plain = tmp_path / "plain"
+    train_gan(preset("tiny"), _opts(plain, weak_damsm, max_steps=2, eval_captions=6))
+    assert "all_said" not in json.loads((plain / "metrics.jsonl").read_text())

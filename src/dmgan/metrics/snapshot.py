@@ -19,6 +19,7 @@ from dmgan.metrics.evaluate import evaluate_generator
 from dmgan.metrics.registry import Generated, Settings
 
 SELECTION_SEED = 1000  # offset of the held-out shapes captions used to choose best.pt
+COMPOSITIONAL_CAPTIONS = 40  # partial captions (x 8 seeds) judged at each snapshot
 
 
 class SnapshotEvaluator:
@@ -55,6 +56,13 @@ class SnapshotEvaluator:
                                            settings=settings, num_images=self.num)
             scores = values["oracle"]
             scores["attribute_mean"] = float(np.mean([scores[a] for a in ATTRIBUTES]))
+            if self.cfg.data.shapes_partial_share > 0:  # captions as people write them too
+                from dmgan.metrics.compositional import compositional_report
+
+                scores |= compositional_report(
+                    generator, self.te, n=min(self.num, COMPOSITIONAL_CAPTIONS),
+                    seed=self.seed + SELECTION_SEED, device=self.device,
+                    max_words=self.cfg.text.words_eval)
             return {k: round(float(v), 4) for k, v in scores.items()}
         n = min(self.num, len(self.test))
         if self._real is None and self.inception_weights:

@@ -132,5 +132,17 @@ def judge_run(cfg: DMGANConfig, checkpoint: Path, *, n: int, seed: int,
               f"{time.monotonic() - t0:.1f} s: {verdict(values['oracle'])}", flush=True)
         report[name] = {"generated": values["oracle"], "real": ceiling, "captions": n,
                         "two_object_captions": two}
+        if cfg.data.shapes_partial_share > 0:  # captions as people write them, 8 seeds each
+            from dmgan.checkpoint import load_checkpoint, load_network
+            from dmgan.metrics.compositional import compositional_report
+            from dmgan.models import build_generator, build_text_encoder
+
+            _, payload = load_checkpoint(checkpoint)
+            g, te = build_generator(cfg, init=False), build_text_encoder(cfg)
+            load_network(g, payload, name, str(checkpoint))
+            load_network(te, payload, "text_encoder", str(checkpoint))
+            report[name]["compositional"] = compositional_report(
+                g, te, n=min(n, 200), seed=seed, max_words=cfg.text.words_eval,
+                held_out_n=min(n, 200) if cfg.data.shapes_held_out else 0)
     report["verdict"] = "EMA generator: " + verdict(report["generator_ema"]["generated"])
     return report
