@@ -331,3 +331,12 @@ def test_eval_a_model_on_the_shapes_data_and_the_vocabulary_export_writes(tmp_pa
     items = read_captions_jsonl(tmp_path / "imgs" / "captions.jsonl", tmp_path / "imgs",
                                 Vocabulary.load(tmp_path / "v.json"))
     assert len(items) == 40 and all(it.caption for it in items)
+
+
+def test_a_misspelt_command_gets_a_suggestion(capsys):
+    from dmgan.cli import main
+
+    assert main(["genrate", "a red circle"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'genrate'; did you mean 'generate'?" in err
+    assert main(["zzzz"]) == 2 and "choose from generate" in capsys.readouterr().err

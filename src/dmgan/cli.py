@@ -218,6 +218,13 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(argv[0], list(COMMANDS), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f" (choose from {', '.join(COMMANDS)})"
+        print(f"dmgan: error: unknown command '{argv[0]}'{hint}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["dmgan", *argv])  # recorded in what the command writes
     try:

@@ -19,7 +19,9 @@ from dmgan.errors import DMGANError
 def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int = 0,
                   world: int = 1) -> list[list[int]]:
     """This process's batches of one epoch: a seeded permutation, sharded, last partial dropped."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    # any seed (a command's --seed is reduced into [0, 2**32), then scaled by the caller):
+    # folded into the generator's range, unchanged below 2**63
+    g = torch.Generator().manual_seed((seed * 1_000_003 + epoch) % 2**63)
     order = torch.randperm(n, generator=g).tolist()
     per = batch * world
     usable = (n // per) * per
