@@ -418,3 +418,22 @@ def test_snapshots_of_a_run_on_partial_captions_carry_the_compositional_rows(tmp
     plain = tmp_path / "plain"
     train_gan(preset("tiny"), _opts(plain, weak_damsm, max_steps=2, eval_captions=6))
     assert "all_said" not in json.loads((plain / "metrics.jsonl").read_text())
+
+
+def test_the_damsm_is_judged_on_fully_specified_captions(tmp_path, monkeypatch):
+    """A caption that leaves things out fits many pictures: with partial training captions,
+    the DAMSM's retrieval and near-miss targets are still measured on captions that say
+    everything."""
+    from dmgan.train import damsm as damsm_mod
+
+    seen = []
+
+    def spy(text_encoder, image_encoder, dataset, **kw):
+        seen.append(dataset.partial_share)
+        return 0.99
+
+    monkeypatch.setattr(damsm_mod, "retrieval_r1", spy)
+    cfg = override(preset("tiny"), ["data.shapes_partial_share=1", "data.shapes_plural_share=1"])
+    pretrain_damsm(cfg, data="shapes", out=tmp_path, max_steps=2, target_r1=0.9, check_every=2,
+                   workers=0)
+    assert seen and set(seen) == {0.0}

@@ -4,6 +4,7 @@ per epoch while above 2e-4, RNN gradient norm clipped at 0.25)."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -123,7 +124,11 @@ def pretrain_damsm(
     d = cfg.damsm
     sizes = (d.image_size,) if d.image_encoder == "inception" else (cfg.generator.image_sizes[-1],)
     train = open_split(cfg, data, "train", max_words=d.words, seed=seed, image_sizes=sizes)
-    test = open_split(cfg, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
+    # judged on fully specified captions: one that leaves things out fits many pictures, so
+    # retrieval among them measures the caption, not the encoders
+    judged = cfg.replace(data=dataclasses.replace(cfg.data, shapes_partial_share=0.0,
+                                                  shapes_plural_share=0.0))
+    test = open_split(judged, data, "test", max_words=d.words, seed=seed, image_sizes=sizes)
     check_vocab(cfg, train.vocab)
     if len(train) < d.batch_size:
         raise DMGANError(f"{len(train)} training samples cannot fill one DAMSM batch of "
