@@ -640,7 +640,10 @@ def test_bf16_generation_is_close_to_fp32(tmp_path, model_path, bundled, monkeyp
         DMGANPipeline.from_pretrained(model_path, amp="bf16")
 
 
-@pytest.mark.parametrize("backend", ["compile", "jit", "onnx"])
+# compile's whole-pipeline run pays a cold inductor compile (about 45 s here): a slow test;
+# test_networks checks the compiled generator against eager in the quick suite
+@pytest.mark.parametrize("backend", [pytest.param("compile", marks=pytest.mark.slow), "jit",
+                                     "onnx"])
 def test_compiled_and_exported_generators_draw_the_eager_images(tmp_path, model_path, bundled,
                                                                 backend):
     """The same images as eager to a level of 255 (measured: 0 for compile and jit on the

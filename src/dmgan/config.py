@@ -107,6 +107,7 @@ class CriticConfig:
     lr: float = 2e-4  # learning rate (Adam)
     steps: int = 6000  # steps of `dmgan train-critic` (--max-steps overrides)
     train_samples: int = 24000  # training-split samples the critic's pictures come from
+    held_out: int = 800  # test-split samples its held-out preference is measured on
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,10 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (dm.rnn_grad_clip > 0, "damsm.rnn_grad_clip must be > 0"),
         (dm.image_encoder in ("inception", "cnn"),
          "damsm.image_encoder must be 'inception' or 'cnn'"),
-        (cr.batch_size >= 2 and cr.lr > 0 and cr.steps >= 1 and cr.train_samples >= 1,
-         "critic.batch_size must be >= 2, critic.lr > 0, critic.steps and train_samples >= 1"),
+        (cr.batch_size >= 2 and cr.lr > 0 and cr.steps >= 1 and cr.train_samples >= 1
+         and cr.held_out >= 1,
+         "critic.batch_size must be >= 2, critic.lr > 0, critic.steps, train_samples and "
+         "held_out >= 1"),
         (_share(da.shapes_background_phrase), "data.shapes_background_phrase must be in [0, 1]"),
         (_share(da.shapes_swap_share), "data.shapes_swap_share must be in [0, 1]"),
         (da.shapes_unnamed_background in ("any", *SHAPES_COLOURS),
@@ -409,7 +412,7 @@ def _tiny() -> DMGANConfig:
         discriminator=dataclasses.replace(base.discriminator, df_dim=2),
         train=dataclasses.replace(base.train, batch_size=4),
         damsm=dataclasses.replace(base.damsm, batch_size=8, cnn_width=4),
-        critic=CriticConfig(batch_size=8, steps=20, train_samples=200),
+        critic=CriticConfig(batch_size=8, steps=20, train_samples=200, held_out=100),
     )
 
 

@@ -35,8 +35,6 @@ from dmgan.train.damsm import load_damsm
 from dmgan.train.runs import JsonLog, make_run_folder
 from dmgan.tuning import configure_allocator, configure_threads
 
-HELD_OUT = 800  # test-split samples the held-out preference is measured on
-
 
 @dataclass
 class CriticResult:
@@ -184,7 +182,7 @@ def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: i
           f"({memory_why})", flush=True)
     start = time.perf_counter()
     train = _pool(cfg, "train", cfg.critic.train_samples, seed)
-    test = _pool(cfg, "test", HELD_OUT, seed)
+    test = _pool(cfg, "test", cfg.critic.held_out, seed)
     print(f"critic: {len(train.captions)} training and {len(test.captions)} held-out pictures "
           f"({int((test.objects == 1).sum())} of them with one object)", flush=True)
     text_encoder.to(dev)
