@@ -61,6 +61,22 @@ def test_unknown_words_and_no_known_word(pipe):
         pipe("   ")
 
 
+def _drawn_with_warning(pipe, captions: list[str], match: str) -> None:
+    """Each caption is drawn (one image) with a warning matching `match`."""
+    for caption in captions:
+        with pytest.warns(UserWarning, match=match):
+            out = pipe(caption)
+        assert len(out.images) == 1
+
+
+def _drawn_quietly(pipe, captions: list[str]) -> None:
+    """Each caption is drawn with no warning at all."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for caption in captions:
+            pipe(caption)
+
+
 def test_the_warnings_come_from_what_the_model_file_says_it_reads(tmp_path):
     """The pipeline warns from the model file's `reads` record alone (written at export from
     the data the model learned on): a caption without a part the model needs is drawn, with
@@ -107,31 +123,20 @@ def test_a_caption_without_a_place_is_warned_about_on_shapes_models(pipe):
     assert {"left", "right", "top", "bottom", "center", "middle"} <= PLACE_WORDS
     assert not PLACE_WORDS & {"on", "the", "at", "side", "edge", "part", "in", "to", "near"}
     assert [n["part"] for n in pipe.needs] == ["place"]
-    with pytest.warns(UserWarning, match="name where each object is"):
-        out = pipe("a red circle on a white background")
-    assert len(out.images) == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for caption in ("a red circle in the middle on a white background",
-                        "a big blue box in the upper part on a black background"):
-            pipe(caption)
+    _drawn_with_warning(pipe, ["a red circle on a white background"], "name where each object is")
+    _drawn_quietly(pipe, ["a red circle in the middle on a white background",
+                          "a big blue box in the upper part on a black background"])
 
 
 def test_a_caption_beyond_the_world_is_drawn_with_a_warning(pipe):
     """A model of the shapes world draws one or two objects (its file says so): three object
     nouns, a plural beside another object, or a count beyond two are drawn with a warning;
     two objects, said either way, are not."""
-    for caption in ("a red circle on the left and a blue square on the right and a green "
-                    "triangle at the top", "two circles and a square on the left",
-                    "three red circles on the left"):
-        with pytest.warns(UserWarning, match="draws at most 2 objects"):
-            out = pipe(caption)
-        assert len(out.images) == 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for caption in ("a red circle on the left and a blue square on the right",
-                        "two red circles on the left and on the right"):
-            pipe(caption)
+    _drawn_with_warning(pipe, ["a red circle on the left and a blue square on the right and a "
+                               "green triangle at the top", "two circles and a square on the left",
+                               "three red circles on the left"], "draws at most 2 objects")
+    _drawn_quietly(pipe, ["a red circle on the left and a blue square on the right",
+                          "two red circles on the left and on the right"])
 
 
 def test_explanation_tensors(pipe):
