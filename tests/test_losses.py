@@ -135,3 +135,52 @@ def test_a_caption_fixes_its_picture_when_it_says_everything():
     plain = ShapesDataset(length=50, image_sizes=(16,), options=DataConfig(
         shapes_background_phrase=0.5, shapes_unnamed_background="white"))
     assert all(plain[i].attributes["fixes_picture"] for i in range(50))  # white: one picture
+
+
+def test_the_diversity_term_falls_as_the_noise_moves_the_picture():
+    """loss.diversity_weight (mode seeking): per caption, 1 / (mean |picture a - picture b| /
+    mean |noise a - noise b|); only the captions that leave things free count."""
+    from dmgan.losses.generator import DIVERSITY_EPS, diversity_term
+
+    torch.manual_seed(0)
+    a = torch.rand(4, 3, 8, 8)
+    z_a, z_b = torch.randn(4, 5), torch.randn(4, 5)
+    near, far = a + 0.01, a + 0.5
+    ratio = 0.5 / (z_a - z_b).abs().mean(1)
+    torch.testing.assert_close(diversity_term(a, far, z_a, z_b),
+                               (1 / (ratio + DIVERSITY_EPS)).mean())
+    assert diversity_term(a, far, z_a, z_b) < diversity_term(a, near, z_a, z_b) / 10
+    free = torch.tensor([1, 0, 0, 1])
+    want = (1 / (ratio + DIVERSITY_EPS))[[0, 3]].sum() / 4
+    torch.testing.assert_close(diversity_term(a, far, z_a, z_b, free), want)
+    assert diversity_term(a, far, z_a, z_b, torch.zeros(4)) == 0
+    with pytest.raises(ConfigError, match="diversity_weight"):
+        override(preset("tiny"), ["loss.diversity_weight=-1"])
+
+
+def test_the_diversity_term_counts_captions_that_leave_things_free():
+    """In the generator loss the second drawing covers the first captions of the batch; the
+    captions that fix their picture add nothing; without a second drawing it says what it
+    needs."""
+    from dmgan.losses import generator_loss
+    from dmgan.losses.generator import diversity_term
+    from dmgan.nn.generator import GeneratorOutput
+
+    cfg = override(preset("tiny"), ["loss.diversity_weight=3"])
+    ds, image_encoder, out, text, lengths = _generator_loss_inputs(cfg)
+    own = text()
+    other = GeneratorOutput(images=[x[:2].flip(0) for x in out.images], attention=[],
+                            writing_gates=[], response_gates=[], mu=out.mu[:2],
+                            logvar=out.logvar[:2])
+    z_a, z_b = torch.randn(3, 4), torch.randn(2, 4)
+    fixes = torch.tensor([True, False, False])
+    got = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss,
+                         fixes_picture=fixes, second=(other, z_a, z_b))
+    want = 3 * diversity_term(out.images[-1][:2], other.images[-1], z_a[:2], z_b,
+                              torch.tensor([0, 1]))
+    torch.testing.assert_close(got.diversity, want)
+    assert got.diversity > 0
+    without = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss.__class__())
+    assert without.diversity is None
+    with pytest.raises(ValueError, match="second drawing"):
+        generator_loss(ds, out, own, lengths, image_encoder, cfg.loss)

@@ -70,6 +70,7 @@ class LossConfig:
     caption_preference_weight: float = 0.0  # G pays when a D prefers the near-miss caption on its image
     pixel_weight: float = 0.0  # G pays the squared difference to its caption's real picture; 0: released
     pixel_object_weight: float = 0.0  # in the pixel term, objects' pixels count 1 + this times
+    diversity_weight: float = 0.0  # G pays when two noises draw alike pictures of a caption that leaves things free
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (lo.caption_preference_weight >= 0, "loss.caption_preference_weight must be >= 0"),
         (lo.pixel_weight >= 0, "loss.pixel_weight must be >= 0"),
         (lo.pixel_object_weight >= 0, "loss.pixel_object_weight must be >= 0"),
+        (lo.diversity_weight >= 0, "loss.diversity_weight must be >= 0"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),

@@ -32,6 +32,8 @@ class GeneratorLoss:
     preference: torch.Tensor | None = None
     # pixel_weight * the mean squared difference to the real images, summed over stages
     pixel: torch.Tensor | None = None
+    # diversity_weight * the mode-seeking term on captions that leave things free
+    diversity: torch.Tensor | None = None
 
 
 OBJECT_THRESHOLD = 0.1  # a channel this far from the background's (images in [-1, 1])
@@ -60,6 +62,24 @@ def pixel_difference(fake: torch.Tensor, real: torch.Tensor, object_weight: floa
     return (per_pixel.flatten(1).mean(1) * picked.to(per_pixel.dtype)).mean()
 
 
+DIVERSITY_EPS = 1e-5
+
+
+def diversity_term(images_a: torch.Tensor, images_b: torch.Tensor, z_a: torch.Tensor,
+                   z_b: torch.Tensor, free: torch.Tensor | None = None) -> torch.Tensor:
+    """The mode-seeking term (Mao et al., CVPR 2019): for pictures of the same captions drawn
+    from two noises, 1 / (the mean absolute picture difference over the mean absolute noise
+    difference), per caption; small when the noise moves the picture. `free` (B,) of 0/1:
+    only those captions count (the batch's mean with the others at zero): a caption that
+    fixes its picture should not be drawn many ways."""
+    apart = (images_a - images_b).abs().flatten(1).mean(1)
+    ratio = apart / (z_a - z_b).abs().flatten(1).mean(1).to(apart.dtype)
+    per_caption = 1.0 / (ratio + DIVERSITY_EPS)
+    if free is None:
+        return per_caption.mean()
+    return (per_caption * free.to(per_caption.dtype)).mean()
+
+
 def generator_loss(
     ds: Sequence[Discriminator],
     out: GeneratorOutput,
@@ -72,13 +92,16 @@ def generator_loss(
     critics: Sequence[Discriminator] | None = None,
     real: Sequence[torch.Tensor] | None = None,
     fixes_picture: torch.Tensor | None = None,
+    second: tuple[GeneratorOutput, torch.Tensor, torch.Tensor] | None = None,
 ) -> GeneratorLoss:
     """`wrong`: the step's mismatched captions, for the caption-preference term
     (loss.caption_preference_weight), judged by `critics` (frozen Ds) when given, else by the
     run's own Ds. `real`: the captions' real images per stage, for the pixel term
     (loss.pixel_weight); `fixes_picture` (B,): the captions whose picture the caption fixes,
     the only ones the pixel term then counts (a caption that leaves things free has many
-    pictures, whose mean is a blur)."""
+    pictures, whose mean is a blur). `second`: (G's output on the same captions from another
+    noise, the noise of `out`, that other noise), for the diversity term
+    (loss.diversity_weight), counted on the captions that do not fix their picture."""
     use_preference = loss.caption_preference_weight > 0 and wrong is not None
     adv, margin = generator_adversarial_loss(
         ds, out.images, text.sentence, words=text.words, mask=text.mask,
@@ -102,5 +125,16 @@ def generator_loss(
             pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight, fixes_picture)
             for fake, r in zip(out.images, real, strict=True))
         total = total + pixel
+    diversity = None
+    if loss.diversity_weight > 0:
+        if second is None:
+            raise ValueError("loss.diversity_weight needs a second drawing (second=)")
+        other, z_a, z_b = second
+        n = len(z_b)  # the second drawing may cover the first n captions only
+        free = None if fixes_picture is None else 1 - fixes_picture[:n].to(torch.int8)
+        diversity = loss.diversity_weight * diversity_term(
+            out.images[-1][:n], other.images[-1], z_a[:n], z_b, free)
+        total = total + diversity
     return GeneratorLoss(total=total, adversarial=adv, damsm_words=words_term,
-                         damsm_sentence=sent_term, kl=kl, preference=preference, pixel=pixel)
+                         damsm_sentence=sent_term, kl=kl, preference=preference, pixel=pixel,
+                         diversity=diversity)

@@ -80,9 +80,13 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                 raise DMGANError("train.near_miss_negatives needs data that makes near-miss "
                                  "captions (the built-in shapes data)")
             wrong = p.text_encoder(negatives, negative_lengths)
-    # one noise per D step, drawn in the order the updates use them
+    # one noise per D step, drawn in the order the updates use them, then (with the
+    # diversity term) the second noise of half the batch's captions
     noises = [torch.randn(len(lengths), cfg.generator.z_dim, generator=noise_gen).to(dev)
               for _ in range(cfg.train.d_steps)]
+    if cfg.loss.diversity_weight > 0:
+        noises.append(torch.randn(max(1, len(lengths) // 2), cfg.generator.z_dim,
+                                  generator=noise_gen).to(dev))
     if graphed is not None:
         losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
                          wrong=wrong, noises=noises, fixes_picture=fixes_picture)
@@ -104,6 +108,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     """The D updates and the G update of one step, from encoded captions and drawn noise:
     device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
     lo = cfg.loss
+    second_noise = noises[cfg.train.d_steps] if lo.diversity_weight > 0 else None
+    noises = noises[:cfg.train.d_steps]
 
     def amp_context():
         return autocast(rt.device, amp, cache=autocast_cache)
@@ -120,8 +126,14 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     # --- phase: update the generator ------------------------------------------------
     p.ds.requires_grad_(False)
     with amp_context():
+        second = None
+        if second_noise is not None:  # the first captions again, from another noise
+            n = len(second_noise)
+            other = p.g_run(second_noise, text.sentence[:n], text.words[:n], text.mask[:n])
+            second = (other, noises[-1], second_noise)
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
-                            critics=p.critics, real=real, fixes_picture=fixes_picture)
+                            critics=p.critics, real=real, fixes_picture=fixes_picture,
+                            second=second)
     p.opt_g.zero_grad(set_to_none=True)
     p.scaler.scale(gl.total).backward()
     p.ds.requires_grad_(True)
@@ -135,7 +147,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
             "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)},
             **({"g_preference": gl.preference.detach()}
                if lo.caption_preference_weight > 0 else {}),
-            **({"g_pixel": gl.pixel.detach()} if gl.pixel is not None else {})}
+            **({"g_pixel": gl.pixel.detach()} if gl.pixel is not None else {}),
+            **({"g_diversity": gl.diversity.detach()} if gl.diversity is not None else {})}
 
 
 def _update_discriminators(p: GANParts, rt: Runtime, amp_context, real, fakes,
