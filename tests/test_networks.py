@@ -556,3 +556,22 @@ def test_each_gate_can_be_switched_off_as_in_the_papers_ablation():
     assert g.init_stage.words.writing_gated and g.init_stage.words.response_gated
     assert all(preset(n).generator.writing_gate and preset(n).generator.response_gate
                for n in ("bird", "coco", "shapes"))
+
+
+def test_the_condition_code_can_be_sampled_with_a_given_draw():
+    """condition_noise: code = mu + eps * sigma with the given eps, so two pictures of a
+    caption can differ by their noise alone (the diversity term); without it, eps is drawn."""
+    cfg = preset("tiny")
+    g = build_generator(cfg).eval()
+    torch.manual_seed(0)
+    d, t = cfg.text.embed_dim, 4
+    sentence, words = torch.randn(2, d), torch.randn(2, d, t)
+    mask = torch.zeros(2, t, dtype=torch.bool)
+    z, eps = torch.randn(2, cfg.generator.z_dim), torch.randn(2, cfg.generator.condition_dim)
+    with torch.no_grad():
+        a = g(z, sentence, words, mask, condition_noise=eps).images[-1]
+        b = g(z, sentence, words, mask, condition_noise=eps).images[-1]
+        drawn = g(z, sentence, words, mask).images[-1]
+        code, mu, logvar = g.ca(sentence, eps=eps)
+    assert torch.equal(a, b) and not torch.allclose(a, drawn)
+    torch.testing.assert_close(code, mu + eps * torch.exp(0.5 * logvar))

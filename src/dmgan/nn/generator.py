@@ -120,14 +120,17 @@ class Generator(nn.Module):
         mask: torch.Tensor,
         *,
         sample_condition: bool = True,
+        condition_noise: torch.Tensor | None = None,
     ) -> GeneratorOutput:
         """noise (B, Z), sentence (B, D), words (B, D, T), mask (B, T) True at padding.
 
-        sample_condition=False uses mu as the condition code (deterministic).
+        sample_condition=False uses mu as the condition code (deterministic);
+        condition_noise (B, condition_dim): the draw the condition code is sampled with
+        (default: drawn here).
         """
         if noise.shape != (sentence.shape[0], self.z_dim):
             raise ValueError(f"noise must be (B, {self.z_dim}), got {tuple(noise.shape)}")
-        code, mu, logvar = self.ca(sentence, sample=sample_condition)
+        code, mu, logvar = self.ca(sentence, sample=sample_condition, eps=condition_noise)
         if self.context is not None:
             words = self.context(words, mask)
         h, init_attention = self.init_stage(torch.cat((code, noise), dim=1), words, mask)

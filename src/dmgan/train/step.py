@@ -81,12 +81,14 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                                  "captions (the built-in shapes data)")
             wrong = p.text_encoder(negatives, negative_lengths)
     # one noise per D step, drawn in the order the updates use them, then (with the
-    # diversity term) the second noise of half the batch's captions
-    noises = [torch.randn(len(lengths), cfg.generator.z_dim, generator=noise_gen).to(dev)
+    # diversity term) the second noise of half the batch's captions and the condition
+    # code's draw that both pictures of a caption share (so only the noise tells them apart)
+    b, gen = len(lengths), cfg.generator
+    noises = [torch.randn(b, gen.z_dim, generator=noise_gen).to(dev)
               for _ in range(cfg.train.d_steps)]
     if cfg.loss.diversity_weight > 0:
-        noises.append(torch.randn(max(1, len(lengths) // 2), cfg.generator.z_dim,
-                                  generator=noise_gen).to(dev))
+        noises += [torch.randn(max(1, b // 2), gen.z_dim, generator=noise_gen).to(dev),
+                   torch.randn(b, gen.condition_dim, generator=noise_gen).to(dev)]
     if graphed is not None:
         losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
                          wrong=wrong, noises=noises, fixes_picture=fixes_picture)
@@ -108,7 +110,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     """The D updates and the G update of one step, from encoded captions and drawn noise:
     device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
     lo = cfg.loss
-    second_noise = noises[cfg.train.d_steps] if lo.diversity_weight > 0 else None
+    second_noise, condition_noise = (noises[cfg.train.d_steps:] if lo.diversity_weight > 0
+                                     else (None, None))
     noises = noises[:cfg.train.d_steps]
 
     def amp_context():
@@ -120,7 +123,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
             fakes = p.g_run(z, text.sentence, text.words, text.mask).images
         _update_discriminators(p, rt, amp_context, real, fakes, text, wrong)
     with amp_context():
-        out = p.g_run(noises[-1], text.sentence, text.words, text.mask)
+        out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
+                      condition_noise=condition_noise)
     d_losses = _update_discriminators(p, rt, amp_context, real, out.images, text, wrong)
 
     # --- phase: update the generator ------------------------------------------------
@@ -129,7 +133,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
         second = None
         if second_noise is not None:  # the first captions again, from another noise
             n = len(second_noise)
-            other = p.g_run(second_noise, text.sentence[:n], text.words[:n], text.mask[:n])
+            other = p.g_run(second_noise, text.sentence[:n], text.words[:n], text.mask[:n],
+                            condition_noise=condition_noise[:n])
             second = (other, noises[-1], second_noise)
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
                             critics=p.critics, real=real, fixes_picture=fixes_picture,
