@@ -104,7 +104,7 @@ CASES = [
     ("empty caption", [GEN, "", "--checkpoint", "{d}/model.pt"], "has no words"),
     ("unknown words only", [GEN, "zebra giraffe", "--checkpoint", "{d}/model.pt"], "no word of"),
     ("10,000-word caption", [GEN, " ".join(["red"] * 10000), "--checkpoint", "{d}/model.pt"],
-     "longer than"),
+     "characters long at most"),
     ("non-UTF-8 caption file", [GEN, "--file", "{d}/latin1.txt", "--checkpoint", "{d}/model.pt"],
      "not UTF-8"),
     ("missing caption file", [GEN, "--file", "{d}/nofile.txt", "--checkpoint", "{d}/model.pt"],

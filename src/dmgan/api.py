@@ -56,13 +56,15 @@ class DMGAN(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: PathLike, *, expect_preset: str | None = None) -> DMGAN:
-        """One of our checkpoints; the architecture is rebuilt from the stored config.
+        """One of our checkpoints or model folders (`save_pretrained`); the architecture is
+        rebuilt from the stored config.
 
         Prefers the EMA generator when the checkpoint has one.
         """
         config, payload = load_checkpoint(path, expect_preset=expect_preset)
         model = cls(config, vocab=payload.get("vocab"), reads=payload.get("reads"),
                     provenance=payload.get("provenance"))
+        model.trained_steps = payload.get("trained_steps", payload.get("step"))
         load_network(model.text_encoder, payload, "text_encoder", os.fspath(path))
         gen = generator_name(payload)
         load_network(model.generator, payload, gen, os.fspath(path))
@@ -96,11 +98,26 @@ class DMGAN(nn.Module):
             raise DMGANError("this model was optimized for inference (batch norms folded); "
                              "save the model before optimize_for_inference()")
         extra = {"vocab": list(self.vocab)} if self.vocab is not None else {}
-        extra |= {k: v for k, v in (("reads", self.reads), ("provenance", self.provenance))
+        extra |= {k: v for k, v in (("reads", self.reads), ("provenance", self.provenance),
+                                    ("trained_steps", getattr(self, "trained_steps", None)))
                   if v is not None}
         save_checkpoint(path, config=self.config,
                         networks={"text_encoder": self.text_encoder, "generator": self.generator},
                         **extra)
+
+    def save_pretrained(self, folder: PathLike) -> None:
+        """The model as a folder (config.json, model.safetensors, vocab.txt, provenance.json,
+        README.md: dmgan.model_folder); `from_checkpoint` and every `--checkpoint` read it."""
+        from dmgan.model_folder import save_model_folder
+
+        if getattr(self, "inference_only", False):
+            raise DMGANError("this model was optimized for inference (batch norms folded); "
+                             "save the model before optimize_for_inference()")
+        save_model_folder(folder, {
+            "config": self.config.to_dict(), "vocab": self.vocab, "reads": self.reads,
+            "provenance": self.provenance, "trained_steps": getattr(self, "trained_steps", None),
+            "networks": {"text_encoder": self.text_encoder.state_dict(),
+                         "generator": self.generator.state_dict()}})
 
     def encode(self, captions: torch.Tensor, lengths: torch.Tensor) -> TextEncoding:
         """captions (B, L) word ids (0 = padding), lengths (B,) in any order."""

@@ -8,6 +8,7 @@ import argparse
 import os
 
 from dmgan.config import PRESETS
+from dmgan.data.vocab import MAX_CAPTION_CHARS
 
 
 def _int_in(lo: int, hi: int | None = None):
@@ -179,20 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=_int_in(8, 4096), help="upsample each image to SIZE px for viewing")
     s.add_argument("--resample", default="nearest", choices=["nearest", "bicubic"],
                    help="how --size upsamples (recorded in manifest.jsonl)")
-    s.add_argument("--max-chars", type=POSITIVE, default=2000, help=argparse.SUPPRESS)
 
     s = _command(sub, "explain", "what the memory chose for one caption (the "
                  "paper's Fig. 6)", 'dmgan explain "a red circle on the left" -o explain.png',
                  [model, seed, device])
     s.add_argument("caption", help="the caption to explain")
     s.add_argument("-o", "--output", default="explain.png", help="the PNG to write")
-    s.add_argument("--max-chars", type=POSITIVE, default=2000, help=argparse.SUPPRESS)
 
     s = _command(sub, "serve", "a web page and HTTP API (needs the 'serve' extra)",
                  "dmgan serve --port 8000", [model, device])
     s.add_argument("--host", default="127.0.0.1", help="address to listen on")
     s.add_argument("--port", type=_int_in(1, 65535), default=8000, help="port to listen on")
-    s.add_argument("--max-chars", type=POSITIVE, default=300, help="longest caption accepted")
+    s.add_argument("--max-chars", type=_int_in(1, MAX_CAPTION_CHARS), default=MAX_CAPTION_CHARS,
+                   help="longest caption accepted (at most the pipeline's limit)")
     s.add_argument("--max-images", type=POSITIVE, default=4, help="most images per request")
     s.add_argument("--queue", type=NON_NEGATIVE, default=8, help="requests allowed to wait")
 

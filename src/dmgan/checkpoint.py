@@ -72,9 +72,15 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | os.PathLike, *, expect_preset: str | None = None
 ) -> tuple[DMGANConfig, dict[str, Any]]:
-    """(config, payload). Refuses other files, and other presets when one is expected."""
+    """(config, payload). Refuses other files, and other presets when one is expected. A
+    model folder (dmgan.model_folder, `save_pretrained`) reads as the model file it holds."""
     path = os.fspath(path)
-    payload = read_weights_only(path)
+    if os.path.isdir(path):
+        from dmgan.model_folder import read_model_folder
+
+        payload = read_model_folder(path)
+    else:
+        payload = read_weights_only(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a dmgan checkpoint (a released .pth file? "
                               f"load it with dmgan.released.load_released)")

@@ -51,9 +51,11 @@ def _warnings_to_stderr(fn):
 
 
 def _pipeline(args: argparse.Namespace):
+    from dmgan.device import resolve_device
     from dmgan.pipeline import DMGANPipeline
 
-    return DMGANPipeline.from_pretrained(args.checkpoint, device=args.device, amp=args.amp,
+    device = resolve_device(args.device)  # refused in the CLI's words (--device ...)
+    return DMGANPipeline.from_pretrained(args.checkpoint, device=device, amp=args.amp,
                                          backend=args.backend)
 
 
@@ -160,7 +162,7 @@ def cmd_demo(args):
 def cmd_generate(args):
     from dmgan.generate import ViewOptions, generate_files, read_captions
 
-    captions = read_captions(args.captions, args.file, args.max_chars)
+    captions = read_captions(args.captions, args.file)
     pipe = _pipeline(args)
     view = ViewOptions(stages=args.stages, size=args.size, resample=args.resample)
     paths = _warnings_to_stderr(lambda: generate_files(
@@ -172,7 +174,7 @@ def cmd_generate(args):
 def cmd_explain(args):
     from dmgan.generate import explain_file, read_captions
 
-    caption = read_captions([args.caption], None, args.max_chars)[0]
+    caption = read_captions([args.caption], None)[0]
     pipe = _pipeline(args)
     print(_warnings_to_stderr(lambda: explain_file(pipe, caption, seed=args.seed,
                                                    output=args.output)))

@@ -70,7 +70,7 @@ class LossConfig:
     caption_preference_weight: float = 0.0  # G pays when a D prefers the near-miss caption on its image
     pixel_weight: float = 0.0  # G pays the squared difference to its caption's real picture; 0: released
     pixel_object_weight: float = 0.0  # in the pixel term, objects' pixels count 1 + this times
-    diversity_weight: float = 0.0  # G pays when two noises draw alike pictures of a caption that leaves things free
+    diversity_weight: float = 0.0  # G pays when two noises give alike pictures of a caption with freedom
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,15 @@ from dmgan.errors import DMGANError
 DEVICES = "auto, cpu, cuda or cuda:N"
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """`auto` -> cuda when available, else cpu; a clear DMGANError for a device that cannot be used."""
+def resolve_device(name: str | torch.device = "auto", *, flag: str = "--device") -> torch.device:
+    """`auto` -> cuda when available, else cpu; a clear DMGANError for a device that cannot be
+    used, naming it as `flag` does (the CLI's "--device", the Python API's "device")."""
+    if flag != "--device":
+        try:
+            return resolve_device(name)
+        except DMGANError as exc:  # the same reason in the API's words
+            text = str(exc).replace("use --device cpu (or auto)", "use 'cpu' (or 'auto')")
+            raise DMGANError(text.replace("--device ", f"{flag} ", 1)) from None
     if isinstance(name, torch.device):
         name = str(name)
     text = str(name).strip().lower()

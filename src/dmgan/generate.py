@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dmgan.data.vocab import check_caption_length
 from dmgan.errors import DMGANError
 from dmgan.fileio import atomic_write_text
 
@@ -31,8 +32,9 @@ class ViewOptions:
     resample: str = "nearest"  # nearest | bicubic
 
 
-def read_captions(captions: Sequence[str], file: str | None, max_chars: int) -> list[str]:
-    """The captions given, then one per non-empty line of `file` (UTF-8)."""
+def read_captions(captions: Sequence[str], file: str | None) -> list[str]:
+    """The captions given, then one per non-empty line of `file` (UTF-8), each within the
+    caption length limit (dmgan.data.vocab.MAX_CAPTION_CHARS)."""
     out = list(captions or [])
     if file:
         path = Path(file)
@@ -45,8 +47,8 @@ def read_captions(captions: Sequence[str], file: str | None, max_chars: int) -> 
         out += [line.strip() for line in text.splitlines() if line.strip()]
     if not out:
         raise DMGANError("give a caption (or --file with one caption a line)")
-    if any(len(c) > max_chars for c in out):
-        raise DMGANError(f"a caption is longer than {max_chars} characters")
+    for caption in out:
+        check_caption_length(caption)
     return out
 
 

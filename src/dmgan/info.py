@@ -45,7 +45,7 @@ def describe_model(path: str | os.PathLike | None = None, *, as_json: bool = Fal
 
     bundled = path is None
     path = bundled_model_path() if bundled else Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DMGANError(f"model file not found: {path}")
     cfg, payload = load_checkpoint(path)
     vocab = [w for w in payload.get("vocab") or [] if w != "<end>"]

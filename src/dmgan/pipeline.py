@@ -21,7 +21,7 @@ from PIL import Image
 
 from dmgan.api import DMGAN
 from dmgan.data.transforms import fit_caption
-from dmgan.data.vocab import CaptionError, Vocabulary, tokenize
+from dmgan.data.vocab import CaptionError, Vocabulary, check_caption_length, tokenize
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.imageio import to_pil
 
@@ -30,6 +30,9 @@ BUNDLED_MODEL = "shapes_model.pt"
 
 @dataclass
 class PipelineOutput:
+    """What a call returns. Indexable as diffusers' outputs are: `out[0]` and `out["images"]`
+    are the images, `out.to_tuple()` is `(images,)`."""
+
     captions: list[str]  # one entry per image (captions repeated for num_images > 1)
     images: list[Image.Image]  # the last stage
     stage_images: list[list[Image.Image]]  # per image, every stage (small to large)
@@ -39,6 +42,18 @@ class PipelineOutput:
     attention: list[list[np.ndarray]] = field(default_factory=list)  # (T, H, W)
     writing_gates: list[list[np.ndarray]] = field(default_factory=list)  # (T,)
     response_gates: list[list[np.ndarray]] = field(default_factory=list)  # (H, W)
+    # per caption, the known words left out because the caption is longer than the model reads
+    dropped_words: list[int] = field(default_factory=list)
+
+    def to_tuple(self) -> tuple:
+        return (self.images,)
+
+    def __getitem__(self, key: int | str):
+        if isinstance(key, str):
+            if key not in self.__dataclass_fields__:
+                raise KeyError(key)
+            return getattr(self, key)
+        return self.to_tuple()[key]
 
 
 def bundled_model_path() -> Path:
@@ -82,42 +97,68 @@ class DMGANPipeline:
         self.needs = list((model.reads or {}).get("needs", []))
         self.world = (model.reads or {}).get("world")
         self._runner = None  # built at the first call (compiling or exporting takes a while)
+        self.source: Path | None = None  # the file or folder it was loaded from
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike | None = None, *,
                         device: str | torch.device = "cpu", amp: str = "off",
-                        backend: str = "eager") -> DMGANPipeline:
-        """Our checkpoint at `path` (with its vocabulary), or the bundled shapes model, on
-        `device` ("auto": the GPU when there is one). `amp="bf16"` runs the generator in
-        bf16 mixed precision: on a GPU, and on a CPU with bf16 units (AVX512-BF16, AMX),
-        about twice as fast; the images differ from fp32 ones by a level or two of 255.
-        `backend`: eager, compile, jit or onnx (dmgan.inference; images only, no
-        explanation, from the last three)."""
+                        backend: str = "eager",
+                        torch_dtype: torch.dtype | str | None = None) -> DMGANPipeline:
+        """One of our model files or model folders (`save_pretrained`) at `path`, or the
+        bundled shapes model, on `device`. The device defaults to the CPU, as diffusers'
+        `from_pretrained` does (then `.to("cuda")`); `device="auto"` takes the GPU when there
+        is one (the CLI's default). `torch_dtype`: torch.float32 (the default), or
+        torch.bfloat16 / torch.float16 to run the generator in that precision (mixed
+        precision: the weights stay fp32; the same as `amp="bf16"` / `"fp16"`). bf16 on a
+        GPU, or on a CPU with bf16 units (AVX512-BF16, AMX), is about twice as fast; the
+        images differ from fp32 ones by a level or two of 255. `backend`: eager, compile,
+        jit or onnx (dmgan.inference; images only, no explanation, from the last three)."""
         from dmgan.device import check_amp, resolve_device
 
-        device = resolve_device(device)
+        if torch_dtype is not None:
+            amp = _amp_for_dtype(torch_dtype, amp)
+        device = resolve_device(device, flag="device")
         check_amp(amp, device)
         path = bundled_model_path() if path is None else Path(path)
-        if not path.is_file() and path == bundled_model_path():
+        if not path.exists() and path == bundled_model_path():
             raise DMGANError("this installation has no bundled model; pass --checkpoint")
         model = DMGAN.from_checkpoint(path)
         if model.vocab is None:
             raise CheckpointError(f"{path} has no vocabulary; convert released files with "
                                   f"dmgan convert-released (it takes captions.pickle)")
-        return cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab), amp=amp,
+        pipe = cls(model.to(device).optimize_for_inference(), Vocabulary(model.vocab), amp=amp,
                    backend=backend)
+        pipe.source = path
+        return pipe
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """This pipeline's model as a folder that `from_pretrained` (and every `--checkpoint`)
+        reads: config.json, model.safetensors, vocab.txt, provenance.json and a model card
+        README.md (dmgan.model_folder). Returns the folder."""
+        model = self.model
+        if getattr(model, "inference_only", False):  # batch norms folded: the file's weights
+            model = DMGAN.from_checkpoint(self.source)
+        model.save_pretrained(folder)
+        return Path(folder)
 
     def encode(self, caption: str, seed: int) -> tuple[list[int], list[str]]:
+        """The word ids the model reads for a caption, and its unknown words."""
+        ids, unknown, _ = self.encode_counted(caption, seed)
+        return ids, unknown
+
+    def encode_counted(self, caption: str, seed: int) -> tuple[list[int], list[str], int]:
+        """(word ids the model reads, unknown words, known words left out: a caption longer
+        than the model reads keeps words_eval of its words, drawn with `seed`)."""
         enc = self.vocab.encode(caption)  # CaptionError when no word is known
         limit = self.model.config.text.words_eval
         ids, n = fit_caption(enc.ids, limit, np.random.default_rng(seed))
-        return ids[:n].tolist(), enc.unknown
+        return ids[:n].tolist(), enc.unknown, len(enc.ids) - n
 
     def to(self, device: str | torch.device) -> DMGANPipeline:
         """Move the model ("cpu", "cuda", "cuda:1" or "auto"); returns the pipeline."""
         from dmgan.device import resolve_device
 
-        self.model.to(resolve_device(device))
+        self.model.to(resolve_device(device, flag="device"))
         self._runner = None  # a compiled or exported graph holds the old device
         return self
 
@@ -125,25 +166,47 @@ class DMGANPipeline:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.inference_mode()
-    def __call__(self, captions: str | list[str], *, seed: int = 0, num_images: int = 1,
-                 num_images_per_prompt: int | None = None,
-                 generator: torch.Generator | None = None, output_type: str = "pil",
-                 explain: bool = False, first_image: int = 0) -> PipelineOutput:
-        """Image j of every caption uses noise seeded by seed + j, so a caption and a seed
-        always give the same image, whatever else is in the call. With `generator` (a CPU
-        torch.Generator) the noise is drawn from it instead, one draw per caption.
-        `num_images_per_prompt` is diffusers' name for `num_images`. `first_image` numbers
-        the images from there (noise seed + first_image + j): asking for images in chunks
-        gives the same images as one call. `output_type`: "pil" (PIL images), "np" (one
-        float array (N, H, W, 3) in [0, 1]) or "pt" (one tensor (N, 3, H, W) in [0, 1]),
-        for `images` and, per image, `stage_images`."""
+    def __call__(self, prompt: str | list[str] | None = None, *, seed: int = 0,
+                 num_images: int = 1, num_images_per_prompt: int | None = None,
+                 generator: torch.Generator | list[torch.Generator] | None = None,
+                 output_type: str = "pil", explain: bool = False, first_image: int = 0,
+                 return_dict: bool = True, captions: str | list[str] | None = None,
+                 **unsupported) -> PipelineOutput | tuple:
+        """Pictures of `prompt` (one caption or a list; `captions=` is the same).
+
+        The noise: image j of every caption is drawn from
+        `torch.Generator().manual_seed(seed + j)`, so a caption and a seed always give the
+        same image, whatever else is in the call, and image j alone is `seed=seed + j`.
+        `generator` is the same thing spelled as diffusers does: a list of CPU generators,
+        one per image (`seed=s` is `generator=[torch.Generator().manual_seed(s + j) for j in
+        range(num_images)]`); one generator is used for image 0 and, drawn on, for the images
+        after it (so `generator=torch.Generator().manual_seed(s)` equals `seed=s` for one image).
+        Every caption of a call gets the same noises. `num_images_per_prompt` is diffusers'
+        name for `num_images`; `first_image` numbers the images from there (asking in chunks
+        gives the images of one call). `output_type`: "pil", "np" (one float array (N, H, W,
+        3) in [0, 1]) or "pt" (one tensor (N, 3, H, W) in [0, 1]), for `images` and, per
+        image, `stage_images`. `return_dict=False` returns `(images,)`.
+
+        A GAN draws in one pass: there is no guidance, negative prompt or step count to set
+        (`guidance_scale=` and the like are refused with that reason)."""
+        if unsupported:
+            raise _unsupported(unsupported)
+        if captions is not None:
+            if prompt is not None:
+                raise DMGANError("give the captions once: prompt= or captions=, not both")
+            prompt = captions
         if output_type not in OUTPUT_TYPES:
             raise DMGANError(f"output_type must be one of {', '.join(OUTPUT_TYPES)}, got "
                              f"{output_type!r}")
-        captions = [captions] if isinstance(captions, str) else list(captions)
-        if not captions:
+        if prompt is None:
+            raise CaptionError("no caption given (prompt=)")
+        prompt = [prompt] if isinstance(prompt, str) else list(prompt)
+        if not prompt:
             raise CaptionError("no caption given")
+        for caption in prompt:
+            if not isinstance(caption, str):
+                raise CaptionError(f"a caption is text, not {type(caption).__name__}")
+            check_caption_length(caption)
         if num_images_per_prompt is not None:
             num_images = num_images_per_prompt
         if num_images < 1:
@@ -151,26 +214,51 @@ class DMGANPipeline:
         if explain and self.backend != "eager":
             raise DMGANError(f"what the memory did comes from the eager generator only, "
                              f"not --backend {self.backend}")
+        noise = self._noise(seed, num_images, first_image, generator)
+        with torch.inference_mode():
+            result = self._draw(prompt, seed, noise, explain)
+        if output_type != "pil":
+            result.images = _convert(result.images, output_type)
+            # a caption's stages differ in size: each image's stages come back as a list
+            result.stage_images = [_convert(st, output_type) for st in result.stage_images]
+        return result if return_dict else result.to_tuple()
+
+    def _noise(self, seed: int, n: int, first: int,
+               generator: torch.Generator | list[torch.Generator] | None) -> torch.Tensor:
+        z_dim = self.model.config.generator.z_dim
+        if generator is None:
+            generators = [torch.Generator().manual_seed(seed + j) for j in range(first, first + n)]
+        elif isinstance(generator, torch.Generator):
+            return torch.randn(n, z_dim, generator=generator).to(self.device)
+        else:
+            generators = list(generator)
+            if len(generators) != n:
+                raise DMGANError(f"a list of generators gives one per image: {n} needed, "
+                                 f"{len(generators)} given")
+        return torch.stack([torch.randn(z_dim, generator=g) for g in generators]).to(self.device)
+
+    def _draw(self, captions: list[str], seed: int, noise: torch.Tensor,
+              explain: bool) -> PipelineOutput:
         from dmgan.device import autocast
 
-        dev = self.device
-        z_dim = self.model.config.generator.z_dim
-        noise = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(seed + j))
-                             for j in range(first_image, first_image + num_images)]).to(dev)
+        dev, num_images = self.device, len(noise)
         result = PipelineOutput([], [], [], [], [])
         for caption in captions:
-            if generator is not None:
-                noise = torch.randn(num_images, z_dim, generator=generator).to(dev)
-            ids, unknown = self.encode(caption, seed)
+            ids, unknown, dropped = self.encode_counted(caption, seed)
+            # stacklevel 3: _draw, __call__, then the caller's line
             if unknown:
-                warnings.warn(f"unknown word(s) ignored: {', '.join(unknown)}", stacklevel=2)
+                warnings.warn(f"unknown word(s) ignored: {', '.join(unknown)}", stacklevel=3)
+            if dropped:
+                warnings.warn(f"the caption has more words than the model reads "
+                              f"({self.model.config.text.words_eval}): {dropped} left out",
+                              stacklevel=3)
             words = [self.vocab.words[i] for i in ids]
             for need in self.needs:
                 if not set(need["words"]).intersection(words):
-                    warnings.warn(need["message"], stacklevel=2)
+                    warnings.warn(need["message"], stacklevel=3)
             beyond = self._beyond_the_world(caption)
             if beyond:
-                warnings.warn(beyond, stacklevel=2)
+                warnings.warn(beyond, stacklevel=3)
             # one caption per forward: every row has the same padding, so the released
             # mask mode gives the same images as the exact one
             caps = torch.tensor([ids] * num_images, device=dev)
@@ -183,6 +271,7 @@ class DMGANPipeline:
                     images = out.images
                 else:
                     images = self._run(noise, text.sentence, text.words, text.mask)
+            result.dropped_words.append(dropped)
             for j in range(num_images):
                 result.captions.append(caption)
                 stages = [to_pil(img[j]) for img in images]
@@ -196,12 +285,7 @@ class DMGANPipeline:
                                                  for w in out.writing_gates])
                     result.response_gates.append([r[j, 0].float().cpu().numpy()
                                                   for r in out.response_gates])
-        if output_type != "pil":
-            result.images = _convert(result.images, output_type)
-            # a caption's stages differ in size: each image's stages come back as a list
-            result.stage_images = [_convert(st, output_type) for st in result.stage_images]
         return result
-
 
     def _beyond_the_world(self, caption: str) -> str | None:
         """A warning when the caption asks for more objects than the model draws (counted by
@@ -227,6 +311,36 @@ class DMGANPipeline:
 
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+# what diffusers' pipelines take that a GAN has no use for: refused with the reason
+DIFFUSION_ONLY = ("negative_prompt", "guidance_scale", "num_inference_steps", "eta",
+                  "latents", "prompt_embeds", "negative_prompt_embeds", "guidance_rescale",
+                  "timesteps", "strength", "height", "width", "callback", "callback_steps",
+                  "cross_attention_kwargs", "clip_skip")
+
+
+def _unsupported(kwargs: dict) -> Exception:
+    names = sorted(kwargs)
+    diffusion = [n for n in names if n in DIFFUSION_ONLY]
+    if diffusion:
+        return DMGANError(
+            f"{', '.join(diffusion)}: DM-GAN draws a picture in one pass of its generator; it "
+            f"has no guidance, negative prompt, denoising steps or latents to set, and its "
+            f"image size is the model's")
+    return TypeError(f"DMGANPipeline() got unexpected keyword argument(s) {', '.join(names)}; "
+                     f"it takes prompt, seed, num_images (num_images_per_prompt), generator, "
+                     f"output_type, explain, first_image, return_dict")
+
+
+def _amp_for_dtype(dtype: torch.dtype | str, amp: str) -> str:
+    names = {torch.float32: "off", torch.bfloat16: "bf16", torch.float16: "fp16",
+             "float32": "off", "bfloat16": "bf16", "float16": "fp16", "auto": "off"}
+    if dtype not in names:
+        raise DMGANError(f"torch_dtype must be torch.float32, torch.bfloat16 or torch.float16, "
+                         f"got {dtype!r}")
+    chosen = names[dtype]
+    if amp not in ("off", chosen):
+        raise DMGANError(f"torch_dtype={dtype} and amp={amp!r} disagree: give one of them")
+    return chosen
 
 
 def _convert(images: list[Image.Image], output_type: str):

@@ -47,6 +47,16 @@ class CaptionError(DMGANError):
     """A user's caption that cannot be encoded (no known word, empty)."""
 
 
+MAX_CAPTION_CHARS = 1000  # the longest caption the pipeline, the CLI and the server take
+
+
+def check_caption_length(caption: str, limit: int = MAX_CAPTION_CHARS) -> None:
+    """One limit and one message wherever a caption comes in."""
+    if len(caption) > limit:
+        raise CaptionError(f"a caption may be {limit} characters long at most; this one has "
+                           f"{len(caption)}")
+
+
 @dataclass
 class EncodedCaption:
     ids: list[int]

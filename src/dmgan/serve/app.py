@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from dmgan.data.vocab import CaptionError
+from dmgan.data.vocab import MAX_CAPTION_CHARS, CaptionError, check_caption_length
 from dmgan.errors import DMGANError
 from dmgan.pipeline import DMGANPipeline
 
@@ -96,7 +96,7 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int = 4,
+def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, max_images: int = 4,
                queue_size: int = 8) -> FastAPI:
     # no /docs or /redoc: their pages load scripts from a CDN, which fails offline
     # (the schema stays at /openapi.json)
@@ -116,8 +116,10 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = 300, max_images: int
     def check(caption: str, n: int) -> None:
         if not caption.strip():
             raise HTTPException(400, "the caption is empty")
-        if len(caption) > max_chars:
-            raise HTTPException(413, f"the caption is longer than {max_chars} characters")
+        try:
+            check_caption_length(caption, max_chars)
+        except CaptionError as exc:
+            raise HTTPException(413, str(exc)) from None
         if n > max_images:
             raise HTTPException(413, f"at most {max_images} images per request")
 
