@@ -303,6 +303,23 @@ def test_api_generate_and_image(client, pipe):
     many = " ".join(["red disk left"] * 12)  # more words than the model reads
     body = roomy.post("/api/generate", json={"caption": many, "explain": False}).json()
     assert body["dropped_words"] > 0 and body["max_words"] == len(body["words"])
+    assert any("left out" in w for w in body["warnings"])
+
+
+def test_api_says_what_it_warns_about_and_refuses_unknown_fields(client, pipe):
+    body = client.post("/api/generate", json={"caption": "a red zebra disk"}).json()
+    assert "unknown word(s) ignored: zebra" in body["warnings"]
+    assert any("name where" in w for w in body["warnings"])  # no place named
+    placed = client.post("/api/generate", json={"caption": "a red disk on the left"}).json()
+    assert placed["warnings"] == []
+    typo = client.post("/api/generate", json={"caption": "a red disk", "num_images": 50})
+    assert typo.status_code == 422 and "num_images" in typo.json()["detail"]
+    words = client.get("/api/vocabulary").json()["words"]
+    assert words == pipe.vocab.words[1:] and "circle" in words
+    page = client.get("/").text
+    assert f"The words this model knows ({len(words)})" in page and " circle " in page
+    unknown = client.post("/api/generate", json={"caption": "zebra giraffe"})
+    assert unknown.status_code == 400 and "/api/vocabulary" in unknown.json()["detail"]
 
 
 @pytest.mark.parametrize("payload,status", [
@@ -452,6 +469,9 @@ def test_browser_shows_the_image(tmp_path, model_path):
                                        timeout=30000)
                 seen = page.evaluate("window.seen")
                 assert seen["disabled"] and "Generating" in seen["status"]
+                # the caption names no place: the pipeline's warning is on the page
+                assert "Note: this model learned from captions" in page.text_content("#notice")
+                assert "circle" in page.text_content("#known").split()
                 assert not page.eval_on_selector("#go", "b => b.disabled")
                 widths = page.eval_on_selector_all("#stages img",
                                                    "els => els.map(e => e.naturalWidth)")
@@ -473,9 +493,9 @@ def test_browser_shows_the_image(tmp_path, model_path):
                 page.fill("#seed", "99999999999999999999")
                 page.click("#go")
                 assert "whole number from 0 to 2147483647" in page.text_content("#error")
-                page.fill("#caption", "a " * 200)  # over the limit: said, not cut
+                page.fill("#caption", "a " * 600)  # over the limit: said, not cut
                 assert "too long" in page.text_content("#count")
-                assert page.input_value("#caption") == "a " * 200
+                assert page.input_value("#caption") == "a " * 600
                 page.close()
             browser.close()
     finally:
@@ -549,7 +569,10 @@ def test_api_refuses_a_huge_body_before_reading_it(client):
     res = client.post("/api/generate", content=chunks(),
                       headers={"Content-Type": "application/json"})
     assert res.status_code == 413
-    assert client.get("/docs").status_code == 404  # no CDN-backed page offline
+    docs = client.get("/docs")  # written here from the schema: no CDN-backed script
+    assert docs.status_code == 200 and "<script" not in docs.text
+    assert "POST /api/generate" in docs.text and "GET /api/vocabulary" in docs.text
+    assert "other fields are refused" in docs.text and "<code>seed</code>" in docs.text
     assert client.get("/openapi.json").status_code == 200
     ok = client.post("/api/generate", json={"caption": "a red disk", "seed": 1})
     assert ok.status_code == 200

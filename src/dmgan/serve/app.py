@@ -7,6 +7,7 @@ further ones get 503 at once, so memory stays bounded under load.
 from __future__ import annotations
 
 import base64
+import html
 import io
 import threading
 import warnings
@@ -15,7 +16,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dmgan.data.vocab import MAX_CAPTION_CHARS, CaptionError, check_caption_length
 from dmgan.errors import DMGANError
@@ -23,10 +24,48 @@ from dmgan.pipeline import DMGANPipeline
 
 
 class GenerateRequest(BaseModel):
-    caption: str = Field(..., description="the sentence to draw")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    # a misspelt field or a value of another type (0 for false) is a 422, not taken
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    caption: str = Field(..., description="the sentence to draw",
+                         examples=["a large red circle on the left on a blue background"])
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="image j uses seed + j")
     n: int = Field(1, ge=1, description="images")
-    explain: bool = False
+    explain: bool = Field(False, description="also the figure of what the memory did")
+
+
+class GenerateResponse(BaseModel):
+    caption: str
+    seed: int
+    words: list[str] = Field(description="the caption's words the model read, in order")
+    unknown_words: list[str]
+    max_words: int = Field(description="the most words the model reads")
+    dropped_words: int = Field(description="known words left out of a longer caption")
+    warnings: list[str] = Field(description="what the pipeline warned about, as the CLI prints")
+    images: list[str] = Field(description="PNG data URLs")
+    stages: list[list[str]] = Field(description="per image, every stage as a PNG data URL")
+    explanation: str | None = Field(None, description="PNG data URL, with explain")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    preset: str
+    vocabulary: int
+    image_size: int
+    device: str
+    layout: str | None
+
+
+class Words(BaseModel):
+    words: list[str] = Field(description="the words this model knows, in its vocabulary's order")
+
+
+# every error the API answers has one readable line as its detail
+ERRORS = {code: {"model": Problem} for code in (400, 413, 422, 503)}
 
 
 def _png(img) -> bytes:
@@ -98,8 +137,8 @@ class _BodyLimit:
 
 def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, max_images: int = 4,
                queue_size: int = 8) -> FastAPI:
-    # no /docs or /redoc: their pages load scripts from a CDN, which fails offline
-    # (the schema stays at /openapi.json)
+    # FastAPI's own /docs and /redoc load scripts from a CDN, which fails offline: /docs is
+    # a plain page written from the schema here (the schema is at /openapi.json)
     app = FastAPI(title="dmgan", description="DM-GAN text-to-image", docs_url=None,
                   redoc_url=None)
     # a caption of max_chars characters (up to 4 bytes each in UTF-8) and the other fields
@@ -124,23 +163,36 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, m
             raise HTTPException(413, f"at most {max_images} images per request")
 
     def generate(req: GenerateRequest):
+        """(the pipeline's output, its warnings)"""
         check(req.caption, req.n)
 
         def work():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return pipeline(req.caption, seed=req.seed, num_images=req.n, explain=req.explain)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = pipeline(req.caption, seed=req.seed, num_images=req.n, explain=req.explain)
+            return out, list(dict.fromkeys(str(w.message) for w in caught))
 
         try:
             return gate.run(work)
         except CaptionError as exc:
-            raise HTTPException(400, str(exc)) from None
+            said = str(exc).replace("; dmgan info --checkpoint MODEL lists the vocabulary", "")
+            if "known word" in said or "vocabulary" in said:
+                said += "; the words this model knows are on the page and at /api/vocabulary"
+            raise HTTPException(400, said) from None
         except DMGANError as exc:
             raise HTTPException(400, str(exc)) from None
 
+    known = pipeline.vocab.words[1:]  # index 0 is the padding token
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
-        return PAGE.replace("{{MAX}}", str(max_chars)).replace("{{SEED_MAX}}", str(2**31 - 1))
+        return (PAGE.replace("{{MAX}}", str(max_chars)).replace("{{SEED_MAX}}", str(2**31 - 1))
+                .replace("{{COUNT}}", str(len(known)))
+                .replace("{{WORDS}}", html.escape(" ".join(known))))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return api_reference(app.openapi())
 
     icon = _favicon()
 
@@ -149,13 +201,13 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, m
         return Response(icon, media_type="image/png",
                         headers={"Cache-Control": "public, max-age=86400"})
 
-    @app.post("/api/generate")
+    @app.post("/api/generate", response_model=GenerateResponse, responses=ERRORS,
+              summary="draw a caption")
     async def api_generate(req: GenerateRequest) -> dict:
-        out = await run_in_threadpool(generate, req)
-        known = len(pipeline.vocab.encode(req.caption).ids)
+        out, said = await run_in_threadpool(generate, req)
         body = {"caption": req.caption, "seed": req.seed, "words": out.words[0],
                 "unknown_words": out.unknown_words[0], "max_words": max_words,
-                "dropped_words": max(0, known - len(out.words[0])),
+                "dropped_words": out.dropped_words[0], "warnings": said,
                 "images": [_data_url(i) for i in out.images],
                 "stages": [[_data_url(s) for s in stages] for stages in out.stage_images]}
         if req.explain:
@@ -166,13 +218,19 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, m
                 out.writing_gates[0], out.response_gates[0], show_stages=False))
         return body
 
-    @app.get("/api/image.png")
-    async def api_image(caption: str = Query(..., max_length=10_000),
+    @app.get("/api/image.png", response_class=Response, summary="one image as a PNG",
+             responses={200: {"content": {"image/png": {}}}} | ERRORS)
+    async def api_image(caption: str = Query(..., description="the sentence to draw",
+                                             examples=["a small green square at the top"]),
                         seed: int = Query(0, ge=0, le=2**31 - 1)) -> Response:
-        out = await run_in_threadpool(generate, GenerateRequest(caption=caption, seed=seed))
+        out, _ = await run_in_threadpool(generate, GenerateRequest(caption=caption, seed=seed))
         return Response(_png(out.images[0]), media_type="image/png")
 
-    @app.get("/api/health")
+    @app.get("/api/vocabulary", response_model=Words, summary="the words this model knows")
+    def vocabulary() -> dict:
+        return {"words": known}
+
+    @app.get("/api/health", response_model=Health, summary="the model and device served")
     def health() -> dict:
         cfg = pipeline.model.config
         return {"status": "ok", "preset": cfg.name, "vocabulary": len(pipeline.vocab),
@@ -180,6 +238,59 @@ def create_app(pipeline: DMGANPipeline, *, max_chars: int = MAX_CAPTION_CHARS, m
                 "layout": getattr(pipeline.model, "layout", None)}
 
     return app
+
+
+def api_reference(schema: dict) -> str:
+    """/docs: the API's operations, parameters, bodies and answers, from its OpenAPI schema,
+    as one page with no script (FastAPI's Swagger page loads its scripts from a CDN)."""
+    parts = {}
+    for name, model in schema.get("components", {}).get("schemas", {}).items():
+        rows = "".join(
+            f"<tr><td><code>{html.escape(f)}</code></td><td>{html.escape(_type(p))}</td>"
+            f"<td>{'required' if f in model.get('required', []) else 'optional'}</td>"
+            f"<td>{html.escape(p.get('description', ''))}</td></tr>"
+            for f, p in model.get("properties", {}).items())
+        parts[name] = f"<table><tr><th>field</th><th>type</th><th></th><th></th></tr>{rows}</table>"
+    out = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>"
+           f"{html.escape(schema['info']['title'])} API</title><style>body{{font-family:sans-serif;"
+           f"margin:1em;max-width:60em}}td,th{{text-align:left;padding:.1em .6em}}</style></head>"
+           f"<body><h1>{html.escape(schema['info']['title'])} API</h1><p>The machine-readable "
+           f"schema: <a href='/openapi.json'>/openapi.json</a>.</p>"]
+    for path, ops in schema.get("paths", {}).items():
+        for method, op in ops.items():
+            out.append(f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>"
+                       f"<p>{html.escape(op.get('summary', ''))}</p>")
+            params = op.get("parameters", [])
+            if params:
+                out.append("<p>query:</p><table>" + "".join(
+                    f"<tr><td><code>{html.escape(q['name'])}</code></td>"
+                    f"<td>{html.escape(_type(q.get('schema', {})))}</td>"
+                    f"<td>{'required' if q.get('required') else 'optional'}</td></tr>"
+                    for q in params) + "</table>")
+            body = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if body:
+                name = body["schema"].get("$ref", "").rsplit("/", 1)[-1]
+                out.append(f"<p>JSON body ({html.escape(name)}; other fields are refused):</p>"
+                           f"{parts.get(name, '')}")
+            for code, answer in op.get("responses", {}).items():
+                content = answer.get("content", {})
+                ref = next((c.get("schema", {}).get("$ref", "") for c in content.values()), "")
+                kind = ref.rsplit("/", 1)[-1] or ", ".join(content) or "empty"
+                out.append(f"<p><b>{code}</b> {html.escape(answer.get('description', ''))}: "
+                           f"{html.escape(kind)}</p>")
+                if ref and code.startswith("2"):
+                    out.append(parts.get(kind, ""))
+    return "\n".join(out) + "</body></html>"
+
+
+def _type(prop: dict) -> str:
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"])
+    if prop.get("type") == "array":
+        return f"list of {_type(prop.get('items', {}))}"
+    bounds = [f"{k} {prop[k]}" for k in ("minimum", "maximum") if k in prop]
+    return prop.get("type", prop.get("$ref", "").rsplit("/", 1)[-1] or "any") + (
+        f" ({', '.join(bounds)})" if bounds else "")
 
 
 def _favicon() -> bytes:
@@ -233,6 +344,9 @@ PAGE = """<!doctype html>
 <div id="stages"></div>
 <p id="download"></p>
 <div id="figure" hidden><img id="explanation" alt="what the memory wrote and read"></div>
+<details id="vocabulary"><summary>The words this model knows ({{COUNT}})</summary>
+<p id="known">{{WORDS}}</p></details>
+<p><a href="/docs">The HTTP API</a></p>
 <script>
 const MAX = {{MAX}}, SEED_MAX = {{SEED_MAX}};
 const $ = (id) => document.getElementById(id);
@@ -287,11 +401,7 @@ $('form').addEventListener('submit', async (ev) => {
     link.id = 'save'; link.textContent = 'Download the image (PNG)';
     $('download').appendChild(link);
     $('words').textContent = 'words used: ' + data.words.join(' ');
-    const notes = [];
-    if (data.unknown_words.length) notes.push('unknown words left out: ' + data.unknown_words.join(', '));
-    if (data.dropped_words) notes.push(data.dropped_words + ' word(s) left out: the model reads at most ' +
-        data.max_words + ' words');
-    $('notice').textContent = notes.join('; ');
+    $('notice').textContent = data.warnings.map((w) => 'Note: ' + w + '.').join(' ');
     $('explanation').src = data.explanation; $('figure').hidden = false;
   } catch (e) {
     $('error').textContent = 'The server could not be reached (' + e.message + ').';
