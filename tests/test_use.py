@@ -197,6 +197,8 @@ def test_generate_outdir_numbers_files_and_upsamples(tmp_path, model_path, pipe)
     (["a red disk", "-o", "/nonexistent/dir/x.png"], "output folder does not exist"),
     (["a red disk", "-o", "x.jpg"], "must be a .png"),
     (["a red disk", "-n", "0"], "argument -n: 0 is out of range"),
+    (["a red disk", "-n", "1025"], "one grid holds at most 1024 images"),
+    (["a red disk", "a blue box", "-n", "513"], "use --outdir FOLDER"),
 ])
 def test_generate_bad_input(tmp_path, model_path, args, needle):
     res = _dmgan("generate", *args, "--checkpoint", str(model_path), cwd=tmp_path)
@@ -217,6 +219,25 @@ def test_explain_cli(tmp_path, model_path):
     assert res.returncode == 0, res.stderr
     fig = Image.open(tmp_path / "fig.png")
     assert fig.size[0] > 800 and fig.size[1] > 400
+
+
+def test_figure_text_keeps_words_apart_and_labels_within_their_tile():
+    """The default font's space is a pixel or two: words are drawn with a gap of their own
+    ("left on", not "lefton"); a label longer than its tile ends in an ellipsis."""
+    from PIL import ImageDraw, ImageFont
+
+    from dmgan.viz import WORD_GAP, say
+
+    font = ImageFont.load_default()
+    img = Image.new("L", (200, 20), 255)
+    end = say(ImageDraw.Draw(img), (2, 2), "left on", font=font)
+    ink = (np.asarray(img) < 128).any(axis=0)
+    columns = np.flatnonzero(ink)
+    gaps = np.diff(columns) - 1
+    assert gaps.max() >= WORD_GAP and end <= 200
+    narrow = Image.new("L", (200, 20), 255)
+    end = say(ImageDraw.Draw(narrow), (0, 2), "response gate of the memory", font=font, width=50)
+    assert end <= 50 and (np.asarray(narrow)[:, 51:] == 255).all()
 
 
 def test_export_half(tmp_path, model_path):
@@ -699,3 +720,4 @@ def test_compiled_and_exported_generators_draw_the_eager_images(tmp_path, model_
                      backend, "-o", str(tmp_path / "jit.png"))
         assert res.returncode == 0, res.stderr
         assert Image.open(tmp_path / "jit.png").size == (64, 64)
+        assert "deprecat" not in res.stderr.lower()  # torch's TorchScript notices stay out

@@ -32,6 +32,9 @@ class ViewOptions:
     resample: str = "nearest"  # nearest | bicubic
 
 
+GRID_MAX_IMAGES = 1024  # a 32 x 32 grid: 13 MB of 64 px tiles, 200 MB at 256 px
+
+
 def read_captions(captions: Sequence[str], file: str | None) -> list[str]:
     """The captions given, then one per non-empty line of `file` (UTF-8), each within the
     caption length limit (dmgan.data.vocab.MAX_CAPTION_CHARS)."""
@@ -94,6 +97,10 @@ def generate_files(pipe, captions: list[str], *, seed: int = 0, n: int = 1,
         first = _next_number(folder)
         grid_path = None
     else:
+        if total > GRID_MAX_IMAGES:
+            raise DMGANError(f"one grid holds at most {GRID_MAX_IMAGES} images (built in memory); "
+                             f"this asks for {total}: use --outdir FOLDER, which writes the "
+                             f"images one by one as they are drawn")
         grid_path = _check_png(Path(output))
         folder = grid_path.parent
     record = {"seed": seed, "model": model_label, "size": view.size,

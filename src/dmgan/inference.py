@@ -78,6 +78,10 @@ def _jit_runner(net: StageImages) -> Runner:
         if key not in traces:  # a trace holds the shapes it saw (hence no shape warnings)
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                # torch marks TorchScript deprecated (docs/usage.md says so once); the user
+                # chose it, so its four deprecation notices are not repeated at every trace
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
                 traced = torch.jit.trace(net, inputs, check_trace=False)
                 traces[key] = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
         return list(traces[key](*inputs))

@@ -19,8 +19,10 @@ class Progress:
     """`update(n)` as work is done; `close()` at the end.
 
     total: the amount of work, when known. budget_s: a time budget (training for
-    --minutes): the ETA is then the sooner of the work's and the budget's end.
-    live: a bar (None: when stderr is a terminal).
+    --minutes): the ETA is then the sooner of the work's and the budget's end, and while the
+    budget ends first, progress is shown against it ("elapsed 5:00 of 15:00 (33%)"), not as
+    a share of a step cap the run will not reach. live: a bar (None: when stderr is a
+    terminal; with a budget it counts the work without a total and shows the budget's share).
     """
 
     def __init__(self, total: int | None, desc: str, *, unit: str = "it",
@@ -36,7 +38,8 @@ class Progress:
         if live:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=desc, unit=unit, initial=start,
+            self._bar = tqdm(total=None if budget_s is not None else total, desc=desc,
+                             unit=unit, initial=start,
                              dynamic_ncols=True, file=self.stream)
 
     def rate(self) -> float:
@@ -52,12 +55,28 @@ class Progress:
             left.append(self.budget_s - elapsed)
         return max(0.0, min(left)) if left else None
 
+    def budget_ends_first(self) -> bool:
+        """A budget that, at the rate so far, ends before the work does."""
+        if self.budget_s is None:
+            return False
+        if self.total is None or self.rate() <= 0:
+            return True
+        elapsed = time.monotonic() - self.t0
+        return (self.total - self.n) / self.rate() > self.budget_s - elapsed
+
+    def budget_text(self) -> str:
+        elapsed = time.monotonic() - self.t0
+        return (f"elapsed {_clock(elapsed)} of {_clock(self.budget_s)} "
+                f"({min(elapsed / max(self.budget_s, 1e-9), 1.0):.0%})")
+
     def line(self) -> str:
+        by_budget = self.budget_ends_first()
         done = f"{self.n}" + (f"/{self.total} ({self.n / max(self.total, 1):.0%})"
-                              if self.total else "")
+                              if self.total and not by_budget else "")
         eta = self.eta()
         text = f"{self.desc}: {done} {self.unit}, {self.rate():.1f} {self.unit}/s"
-        text += f", elapsed {_clock(time.monotonic() - self.t0)}"
+        text += (f", {self.budget_text()}" if by_budget
+                 else f", elapsed {_clock(time.monotonic() - self.t0)}")
         if eta is not None:
             text += f", ETA {_clock(eta)}"
         return text + (f" ({self.postfix})" if self.postfix else "")
@@ -66,6 +85,10 @@ class Progress:
         self.n += n
         if self._bar is not None:
             self._bar.update(n)
+            if self.budget_s is not None and time.monotonic() - self.last >= 1.0:
+                self.last = time.monotonic()
+                self._bar.set_postfix_str(", ".join(filter(None, [self.budget_text(),
+                                                                  self.postfix])))
             return
         now = time.monotonic()
         if now - self.last >= self.every_s:

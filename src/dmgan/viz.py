@@ -29,7 +29,7 @@ def caption_grid(images: torch.Tensor, captions: Sequence[str], *, columns: int 
         grid.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (x + 2, y + 2))
         lines = textwrap.wrap(cap, width=int(width * 1.15))[:text_lines]
         for j, line in enumerate(lines):
-            draw.text((x + 2, y + tile + 4 + j * line_h), line, fill=(0, 0, 0), font=font)
+            say(draw, (x + 2, y + tile + 4 + j * line_h), line, fill=(0, 0, 0), font=font)
     return grid
 
 
@@ -50,6 +50,31 @@ def colormap(values: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> np.nda
     return (_VIRIDIS[lo] * (1 - frac) + _VIRIDIS[lo + 1] * frac).round().astype(np.uint8)
 
 
+WORD_GAP = 4  # px between words: the default font's space is a pixel or two wide
+
+
+def say(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str, *, font,
+        fill="black", width: int | None = None) -> int:
+    """Draw `text` word by word with WORD_GAP between words; with `width`, shortened with
+    an ellipsis to fit. Returns the x where the text ends."""
+    if width is not None and _extent(text, font) > width:
+        while text and _extent(text + "…", font) > width:
+            text = text[:-1]
+        text = text.rstrip() + "…"
+    x, y = xy
+    for k, word in enumerate(text.split(" ")):
+        if k:
+            x += WORD_GAP
+        draw.text((x, y), word, fill=fill, font=font)
+        x += int(round(font.getlength(word)))
+    return x
+
+
+def _extent(text: str, font) -> int:
+    words = text.split(" ")
+    return int(round(sum(font.getlength(w) for w in words))) + WORD_GAP * (len(words) - 1)
+
+
 def _heat_tile(values: np.ndarray, size: int, vmax: float) -> Image.Image:
     return Image.fromarray(colormap(values, 0.0, vmax)).resize((size, size), Image.NEAREST)
 
@@ -64,7 +89,8 @@ def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words:
     share one scale from 0 to that stage's largest attention value (stated in the title).
     show_stages=False leaves the stage images out (a page that shows them already)."""
     font = ImageFont.load_default()
-    pad, label_w, text_h = 8, max(60, 7 * max(len(w) for w in words) + 10), 14
+    pad, text_h = 8, 14
+    label_w = max(60, max(_extent(w, font) for w in words) + 10)
     n_words = len(words)
     maps_per_row = max(n_words + 1, len(stage_images))
     width = pad * 2 + label_w + 160 + maps_per_row * (tile + 4)
@@ -75,18 +101,17 @@ def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words:
     height = (pad + text_h * 2 + big + text_h + pad + len(attention) * section_h + 50)
     fig = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(fig)
-    draw.text((pad, pad), f'"{caption}"', fill="black", font=font)
+    say(draw, (pad, pad), f'"{caption}"', font=font, width=width - 2 * pad)
     y = pad + text_h * 2
     for k, img in enumerate(stage_images):
         x = pad + k * (big + 8)
         fig.paste(img.resize((big, big), Image.NEAREST), (x, y))
-        draw.text((x, y + big + 2), f"stage {k + 1}: {img.size[0]} px", fill="black", font=font)
+        say(draw, (x, y + big + 2), f"stage {k + 1}: {img.size[0]} px", font=font)
     y += big + text_h + pad
     for s, (att, wg, rg) in enumerate(zip(attention, writing_gates, response_gates, strict=True)):
-        draw.text((pad, y), f"memory stage {s + 2} (reads at {att.shape[-1]} px)", fill="black",
-                  font=font)
+        say(draw, (pad, y), f"memory stage {s + 2} (reads at {att.shape[-1]} px)", font=font)
         y0 = y + text_h + 4
-        draw.text((pad, y0), "writing gate per word", fill=(80, 80, 80), font=font)
+        say(draw, (pad, y0), "writing gate per word", fill=(80, 80, 80), font=font)
         for i, (word, value) in enumerate(zip(words, wg, strict=True)):
             yy = y0 + text_h + i * (text_h + 2)
             draw.text((pad, yy), word, fill="black", font=font)
@@ -96,22 +121,23 @@ def explanation_figure(caption: str, stage_images: Sequence[Image.Image], words:
             draw.text((pad + label_w + bar + 4, yy), f"{float(value):.2f}", fill="black", font=font)
         x0 = pad + label_w + 170
         vmax = max(float(att.max()), 1e-6)  # attention sums to 1 over the words: stretch it
-        draw.text((x0, y0), f"key addressing: attention of each word over the image (colour "
-                  f"scale x {vmax:.2f}); response gate (scale 0-1)", fill=(80, 80, 80), font=font)
+        say(draw, (x0, y0), f"key addressing: attention of each word over the image (colour "
+            f"scale x {vmax:.2f}); response gate (scale 0-1)", fill=(80, 80, 80), font=font,
+            width=width - x0 - pad)
         for i, word in enumerate(words):
             x = x0 + i * (tile + 4)
-            draw.text((x, y0 + text_h), word[:14], fill="black", font=font)
+            say(draw, (x, y0 + text_h), word, font=font, width=tile)
             fig.paste(_heat_tile(att[i], tile, vmax), (x, y0 + 2 * text_h))
         x = x0 + n_words * (tile + 4)
-        draw.text((x, y0 + text_h), "response", fill="black", font=font)
+        say(draw, (x, y0 + text_h), "response gate", font=font, width=tile)
         fig.paste(_heat_tile(rg, tile, 1.0), (x, y0 + 2 * text_h))
         y += section_h
     bar = colormap(np.tile(np.linspace(0, 1, 256), (12, 1)))
     fig.paste(Image.fromarray(bar), (pad, y + 4))
     for v in (0.0, 0.5, 1.0):
         draw.text((pad + int(v * 250) - (8 if v else 0), y + 18), f"{v:.1f}", fill="black", font=font)
-    draw.text((pad + 270, y + 4), "colour scale (attention maps: times the factor in their "
-              "title)", fill=(80, 80, 80), font=font)
+    say(draw, (pad + 270, y + 4), "colour scale (attention maps: times the factor in their "
+        "title)", fill=(80, 80, 80), font=font)
     return fig
 
 
