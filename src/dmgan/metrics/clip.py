@@ -8,7 +8,8 @@ the safetensors package) or `pytorch_model.bin` (read with weights_only=True), w
 CLIPModel's parameter names, `vocab.json` and `merges.txt` (the
 byte-level BPE tokenizer), and optionally `preprocessor_config.json` (image size, mean,
 std). The networks and the tokenizer are implemented here in plain torch (no
-transformers needed); results are recorded with the model's name.
+transformers needed) and equal transformers' (tests/test_clip_reference.py); results are
+recorded with the model's name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,20 +51,65 @@ def _byte_alphabet() -> dict[int, str]:
     return table
 
 
-# special tokens, contractions, runs of letters, single digits, runs of other symbols
-_PIECES = re.compile(r"<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[^\W\d_]+|\d|"
-                     r"[^\s\w]+|_+", re.IGNORECASE)
+SPECIAL = ("<|startoftext|>", "<|endoftext|>")
+CONTRACTIONS = ("'s", "'t", "'re", "'ve", "'m", "'ll", "'d")
+
+
+def _kind(ch: str) -> str:
+    """"L" a letter, "N" a number (any Unicode letter or number: "²" is a number), " " a
+    space, "S" anything else (punctuation, symbols, "_")."""
+    if ch.isspace():
+        return " "
+    cat = unicodedata.category(ch)[0]
+    return cat if cat in "LN" else "S"
+
+
+def split_pieces(text: str) -> list[str]:
+    """CLIP's pre-tokenizer: the special tokens as typed, the contractions, runs of letters,
+    single numbers, runs of other symbols (Unicode classes, as the reference's
+    `'s|'t|'re|'ve|'m|'ll|'d|[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+`); spaces separate."""
+    pieces, i = [], 0
+    while i < len(text):
+        special = next((t for t in SPECIAL if text.startswith(t, i)), None)
+        if special:
+            pieces.append(special)
+            i += len(special)
+            continue
+        short = next((c for c in CONTRACTIONS if text.startswith(c, i)), None)
+        if short:
+            pieces.append(short)
+            i += len(short)
+            continue
+        kind = _kind(text[i])
+        if kind == " ":
+            i += 1
+            continue
+        j = i + 1
+        if kind == "L":
+            while j < len(text) and _kind(text[j]) == "L":
+                j += 1
+        elif kind == "S":  # a symbol run stops where a special token or contraction starts
+            while (j < len(text) and _kind(text[j]) == "S"
+                   and not any(text.startswith(t, j) for t in (*SPECIAL, *CONTRACTIONS))):
+                j += 1
+        pieces.append(text[i:j])
+        i = j
+    return pieces
 
 
 class ClipTokenizer:
-    """CLIP's byte-level BPE: lower-cased text, words split by _PIECES, each word's bytes
-    merged pairwise by the ranks in merges.txt (the last symbol of a word carries "</w>"),
-    wrapped in <|startoftext|> ... <|endoftext|>."""
+    """CLIP's byte-level BPE as the reference (transformers' CLIPTokenizer) does it: the text
+    NFC-normalised, its whitespace runs made one space, lower-cased; split by split_pieces;
+    each piece's bytes merged pairwise by the ranks in merges.txt (the last symbol of a word
+    carries "</w>"); a special token typed in the text is that token; a symbol the
+    vocabulary lacks is the unknown token (<|endoftext|>); wrapped in <|startoftext|> ...
+    <|endoftext|>."""
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], max_length: int = 77):
         self.vocab, self.max_length = vocab, max_length
         self.ranks = {pair: i for i, pair in enumerate(merges)}
         self.bos, self.eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
+        self.unk = self.eos  # CLIP's unknown token is its end token
         self._cache: dict[str, list[str]] = {}
 
     @classmethod
@@ -100,11 +147,14 @@ class ClipTokenizer:
         """Token ids with <|startoftext|> and <|endoftext|>, at most max_length (the end
         token is kept when the text is cut)."""
         alphabet = _byte_alphabet()
-        text = re.sub(r"\s+", " ", text).strip().lower()
+        text = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip().lower()
         ids = []
-        for piece in _PIECES.findall(text):
+        for piece in split_pieces(text):
+            if piece in SPECIAL:
+                ids.append(self.vocab[piece])
+                continue
             word = "".join(alphabet[b] for b in piece.encode("utf-8"))
-            ids += [self.vocab[s] for s in self._bpe(word) if s in self.vocab]
+            ids += [self.vocab.get(s, self.unk) for s in self._bpe(word)]
         ids = ids[: self.max_length - 2]
         return [self.bos, *ids, self.eos]
 
@@ -270,16 +320,27 @@ class Clip:
             folder, config["text_config"].get("max_position_embeddings", 77))
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> CLIP's input: the shorter side resized to the model's
-        size (bicubic), the centre cropped square, normalised."""
+        """(B, 3, H, W) in [-1, 1] -> CLIP's input as the reference (transformers'
+        CLIPImageProcessor) makes it from the saved picture: rounded to 8 bits, the shorter
+        side resized to the model's size by PIL's bicubic (the longer side floored), the
+        centre cropped square, scaled to [0, 1] and normalised."""
+        from PIL import Image
+
+        from dmgan.imageio import to_uint8
+
         size = self.model.image_size
-        x = (images.float().clamp(-1, 1) + 1) / 2
-        h, w = x.shape[-2:]
-        scale = size / min(h, w)
-        x = F.interpolate(x, size=(max(size, round(h * scale)), max(size, round(w * scale))),
-                          mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        top, left = (x.shape[-2] - size) // 2, (x.shape[-1] - size) // 2
-        x = x[..., top:top + size, left:left + size]
+        out = []
+        for picture in to_uint8(images):
+            img = Image.fromarray(picture)
+            w, h = img.size
+            short, long = (w, h) if w <= h else (h, w)
+            new_long = int(size * long / short)
+            img = img.resize((size, new_long) if w <= h else (new_long, size), Image.BICUBIC)
+            w, h = img.size
+            top, left = (h - size) // 2, (w - size) // 2
+            crop = np.asarray(img)[top:top + size, left:left + size]
+            out.append(torch.from_numpy(crop.astype(np.float32) / 255).permute(2, 0, 1))
+        x = torch.stack(out)
         return (x - self.mean) / self.std
 
     @torch.inference_mode()
