@@ -77,26 +77,43 @@ def test_missing_weights_and_bad_folder(tmp_path, fid_weights):
 
 
 def test_r_precision_on_a_folder(tmp_path):
+    """A case whose answer is known: an image encoder whose code is one constant vector (its
+    last layer's weights zero) and two classes, each with one caption. Every image's
+    negatives are the other class's caption, so an image hits exactly when its class's
+    caption is the nearer of the two to that vector: one class always, the other never,
+    R-precision 0.5 in every fold; with the released off-by-one slice, 2 or 1 of 3."""
     cfg = preset("small")
-    gen = _folder(tmp_path / "gen", 8, 3, size=32)
+    gen = _folder(tmp_path / "gen", 12, 3, size=32)
     vocab = Vocabulary(["<end>"] + [f"w{i}" for i in range(1, cfg.text.vocab_size)])
     vocab.save(tmp_path / "vocab.json")
-    lines = [json.dumps({"image": f"{i}.png", "caption": f"w{i + 1} w{i + 2} w{i + 3}",
-                         "class": i % 4}) for i in range(8)]
+    captions = ["w1 w2 w3", "w7 w8 w9"]
+    lines = [json.dumps({"image": f"{i}.png", "caption": captions[i % 2], "class": i % 2})
+             for i in range(12)]
     (tmp_path / "captions.jsonl").write_text("\n".join(lines))
     shapes = json.loads((SMALL / "inception_state_dict_shapes.json").read_text())
     torch.manual_seed(0)
-    enc = {k: v * 0.01 if v.dim() > 1 else v
-           for k, v in formula_state_dict(shapes["damsm_image_encoder_nef32"]).items()}
+    enc = formula_state_dict(shapes["damsm_image_encoder_nef32"])
+    enc["emb_cnn_code.weight"] = torch.zeros_like(enc["emb_cnn_code.weight"])
+    enc["emb_cnn_code.bias"] = torch.randn_like(enc["emb_cnn_code.bias"])
     torch.save(enc, tmp_path / "image_encoder.pth")
-    res = _dmgan("eval", "--images", str(gen), "--metrics", "r_precision", "--preset", "small",
-                 "--captions", str(tmp_path / "captions.jsonl"), "--vocab",
-                 str(tmp_path / "vocab.json"), "--text-encoder", str(SMALL / "text_encoder.pth"),
-                 "--image-encoder", str(tmp_path / "image_encoder.pth"), "--folds", "2",
-                 "--out", str(tmp_path / "r.jsonl"))
-    assert res.returncode == 0, res.stderr
-    row = json.loads((tmp_path / "r.jsonl").read_text())
-    assert row["metric"] == "r_precision" and 0.0 <= row["value"] <= 1.0
+
+    def run(*extra):
+        res = _dmgan("eval", "--images", str(gen), "--metrics", "r_precision", "--preset",
+                     "small", "--captions", str(tmp_path / "captions.jsonl"), "--vocab",
+                     str(tmp_path / "vocab.json"), "--text-encoder",
+                     str(SMALL / "text_encoder.pth"), "--image-encoder",
+                     str(tmp_path / "image_encoder.pth"), "--folds", "3", *extra,
+                     "--out", str(tmp_path / "r.jsonl"))
+        assert res.returncode == 0, res.stderr
+        row = json.loads((tmp_path / "r.jsonl").read_text().splitlines()[-1])
+        assert row["metric"] == "r_precision"
+        return row["value"], row["std"]
+
+    assert run() == (0.5, 0.0)
+    # folds of 4 images (classes 0 1 0 1) with the last dropped: 2 of 3 hit when class 0 is
+    # the nearer, 1 of 3 when class 1 is
+    value, std = run("--legacy-off-by-one")
+    assert std == 0.0 and min(abs(value - 2 / 3), abs(value - 1 / 3)) < 1e-12
 
 
 def test_checkpoint_plus_dataset(tmp_path, fid_weights):

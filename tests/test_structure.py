@@ -17,7 +17,7 @@ LAYERS = [
     ["nn", "models"],
     ["data"],
     ["losses"],
-    ["checkpoint", "released", "tuning", "export"],
+    ["checkpoint", "model_folder", "released", "tuning", "export"],
     ["metrics"],
     ["train"],
     ["api", "inference", "pipeline", "generate", "serve"],
