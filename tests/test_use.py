@@ -286,6 +286,44 @@ def test_convert_released_bird(tmp_path):
     assert res.returncode == 2 and "5450 words" in res.stderr
 
 
+@pytest.mark.slow  # builds and converts the 256 px bird networks (about half a minute)
+def test_the_released_files_commands_of_the_docs_run_as_written(tmp_path):
+    """docs/usage.md's check-released and convert-released commands, exactly as written, in
+    a folder holding files of the released layouts under the names they use."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from dmgan.models import build_image_encoder
+
+    shapes = official_shapes("bird")
+    files = {"bird_DMGAN.pth": shapes["netG"], "text_encoder200.pth": shapes["text_encoder"],
+             **{f"netD{i}.pth": shapes[f"netD{i}"] for i in range(3)}}
+    for name, layout in files.items():
+        torch.save(formula_state_dict(layout), tmp_path / name, _use_new_zipfile_serialization=False)
+    torch.save(build_image_encoder(preset("bird")).state_dict(), tmp_path / "image_encoder200.pth",
+               _use_new_zipfile_serialization=False)
+    words = ["<end>", "this", "bird", "has", "a", "red", "crown", "and", "white", "belly"]
+    words += [f"w{i}" for i in range(len(words), 5450)]
+    ixtoword = dict(enumerate(words))
+    (tmp_path / "birds").mkdir()
+    (tmp_path / "birds" / "captions.pickle").write_bytes(py2_pickle(
+        [[[1, 2, 3]], [[2, 4]], ixtoword, {w: i for i, w in ixtoword.items()}]))
+    text = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    check = re.search(r"`(dmgan check-released [^`]*)`", text).group(1)
+    block = re.search(r"```bash\n(dmgan convert-released.*?)```", text, re.S).group(1)
+    commands = [check] + [ln for ln in block.replace("\\\n", " ").splitlines() if ln.strip()]
+    assert [shlex.split(c)[1] for c in commands] == ["check-released", "convert-released",
+                                                      "generate"]
+    for command in commands:
+        res = _dmgan(*shlex.split(command)[1:], cwd=tmp_path)
+        assert res.returncode == 0, (command, res.stderr)
+        if command is check:
+            assert res.stdout.count("ok") == 5, res.stdout
+    assert Image.open(tmp_path / "bird.png").size == (256, 256)
+    assert (tmp_path / "bird.vocab.json").is_file()
+
+
 # --- the web server ------------------------------------------------------------------
 
 fastapi = pytest.importorskip("fastapi", reason="the 'serve' extra is not installed")
@@ -434,6 +472,46 @@ def test_readme_generate_explain_serve_examples(tmp_path, model_path):
     from dmgan.cli import build_parser
 
     assert build_parser().parse_args(shlex.split(serve)[1:]).port == 8000
+
+
+@pytest.mark.slow  # a server process
+def test_the_readme_serve_command_runs_as_written(tmp_path, model_path):
+    """`dmgan serve --port 8000` as the README writes it, in its own process: the page and
+    the API answer on 127.0.0.1:8000 (the test model when no bundled model is installed)."""
+    import re
+    import shlex
+    import socket
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from dmgan.pipeline import bundled_model_path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    serve = re.search(r"<!-- readme:serve -->\s*```bash\n(.*?)```", text, re.S).group(1).strip()
+    with socket.socket() as s:
+        if s.connect_ex(("127.0.0.1", 8000)) == 0:
+            pytest.skip("port 8000 is taken on this machine")
+    extra = [] if bundled_model_path().is_file() else ["--checkpoint", str(model_path)]
+    args = [sys.executable, "-m", "dmgan", *shlex.split(serve)[1:], *extra]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:8000/api/health", timeout=1) as r:
+                    health = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.1)
+        else:
+            raise AssertionError("the server did not answer in 60 s")
+        assert health["status"] == "ok"
+        with urllib.request.urlopen("http://127.0.0.1:8000/", timeout=5) as r:
+            assert 'id="caption"' in r.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 @pytest.mark.slow  # a whole run (README quick tests leave it out)
