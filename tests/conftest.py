@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+try:  # property tests: no per-example time limit (a loaded 2-core machine misses 200 ms)
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("dmgan", deadline=None)
+    _hypothesis_settings.load_profile("dmgan")
+except ImportError:
+    pass
+
 DATA = Path(__file__).parent / "data"
 REFERENCE = DATA / "reference"
 SMALL = REFERENCE / "small"
