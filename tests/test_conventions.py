@@ -82,6 +82,12 @@ def test_a_broken_model_folder_gets_a_clear_error(tmp_path, pipe):
         DMGANPipeline.from_pretrained(folder)
     res = run_cli("generate", CAPTION, "--checkpoint", str(folder), "-o", str(tmp_path / "x.png"))
     assert res.returncode == 2 and "no model.safetensors" in res.stderr
+    from dmgan.data.vocab import Vocabulary
+
+    folded = DMGAN(preset("shapes"), vocab=vocabulary().words).optimize_for_inference(
+        channels_last=False)  # no file behind it, and its batch norms folded
+    with pytest.raises(DMGANError, match="came from no file"):
+        DMGANPipeline(folded, Vocabulary(folded.vocab)).save_pretrained(tmp_path / "x")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CheckpointError, match="not a dmgan model folder"):

@@ -25,12 +25,7 @@ DEVICES = "auto, cpu, cuda or cuda:N"
 def resolve_device(name: str | torch.device = "auto", *, flag: str = "--device") -> torch.device:
     """`auto` -> cuda when available, else cpu; a clear DMGANError for a device that cannot be
     used, naming it as `flag` does (the CLI's "--device", the Python API's "device")."""
-    if flag != "--device":
-        try:
-            return resolve_device(name)
-        except DMGANError as exc:  # the same reason in the API's words
-            text = str(exc).replace("use --device cpu (or auto)", "use 'cpu' (or 'auto')")
-            raise DMGANError(text.replace("--device ", f"{flag} ", 1)) from None
+    instead = "--device cpu (or auto)" if flag == "--device" else "'cpu' (or 'auto')"
     if isinstance(name, torch.device):
         name = str(name)
     text = str(name).strip().lower()
@@ -39,17 +34,17 @@ def resolve_device(name: str | torch.device = "auto", *, flag: str = "--device")
     try:
         dev = torch.device(text)
     except (RuntimeError, ValueError):
-        raise DMGANError(f"--device {name!r}: expected {DEVICES}") from None
+        raise DMGANError(f"{flag} {name!r}: expected {DEVICES}") from None
     if dev.type == "cpu":
         return dev
     if dev.type != "cuda":
-        raise DMGANError(f"--device {name!r}: expected {DEVICES}")
+        raise DMGANError(f"{flag} {name!r}: expected {DEVICES}")
     if not torch.cuda.is_available():
         why = ("this torch was built without CUDA" if torch.version.cuda is None
                else "no CUDA device is visible")
-        raise DMGANError(f"--device {name}: {why}; use --device cpu (or auto)")
+        raise DMGANError(f"{flag} {name}: {why}; use {instead}")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise DMGANError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA "
+        raise DMGANError(f"{flag} {name}: there are only {torch.cuda.device_count()} CUDA "
                          f"device(s)")
     return dev
 

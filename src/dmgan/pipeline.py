@@ -137,6 +137,9 @@ class DMGANPipeline:
         README.md (dmgan.model_folder). Returns the folder."""
         model = self.model
         if getattr(model, "inference_only", False):  # batch norms folded: the file's weights
+            if self.source is None:
+                raise DMGANError("this pipeline's model was optimized for inference and came "
+                                 "from no file; save the DMGAN before optimize_for_inference()")
             model = DMGAN.from_checkpoint(self.source)
         model.save_pretrained(folder)
         return Path(folder)
