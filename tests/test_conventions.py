@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from fixtures import run_cli
+from fixtures import run_cli, warned_from
 
 from dmgan import DMGAN, preset
 from dmgan.data.shapes import caption_needs, vocabulary, world_reads
@@ -171,7 +171,7 @@ def test_warnings_point_at_the_callers_line(pipe):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pipe("a red zebra circle")
-    assert caught and all(w.filename == __file__ for w in caught)
+    assert caught and warned_from(caught, __file__)
 
 
 def test_one_caption_length_limit_everywhere(tmp_path, pipe, model_path):

@@ -341,13 +341,89 @@ def test_every_seed_a_command_takes_orders_the_data(tmp_path):
     """One seed rule for every command: --seed takes any integer (reduced modulo 2**32), and
     the data order of the largest one fits the generator (pretrain-damsm --seed -1 used to
     end in an overflow)."""
+    import argparse
+
     from fixtures import run_cli
 
+    from dmgan.arguments import SEED
     from dmgan.data.loader import epoch_batches
 
+    assert [SEED(x) for x in ("0", "-1", str(2**32), str(2**32 + 5), "-4294967296")] == [
+        0, 2**32 - 1, 0, 5, 0]
+    with pytest.raises(argparse.ArgumentTypeError) as exc:
+        SEED("1.5")
+    assert str(exc.value) == "'1.5' is not an integer"
     assert epoch_batches(20, 4, 3, (2**32 - 1) * 7919) != epoch_batches(20, 4, 3, 5)
     assert epoch_batches(20, 4, 3, 5) == epoch_batches(20, 4, 3, 5)
     res = run_cli("pretrain-damsm", "--preset", "tiny", "--data", "shapes", "--out",
                   str(tmp_path / "d"), "--seed", "-1", "--max-steps", "1", "--workers", "0",
                   "--device", "cpu")
     assert res.returncode == 0, res.stderr[-1500:]
+
+
+def test_the_batch_sampler_hands_out_an_epochs_batches_from_where_it_starts():
+    """EpochBatches: epoch 0 from its first batch until start() says otherwise; start(epoch,
+    first) skips the batches a resumed run already took (its length too); the shard is this
+    process's. EpochIndexed tells the dataset a new epoch once, and only a dataset that
+    keeps one."""
+    from dmgan.data.loader import EpochBatches, EpochIndexed, epoch_batches, epoch_loader
+
+    order = EpochBatches(40, 4, seed=7)
+    want = epoch_batches(40, 4, 0, 7)
+    assert (order.rank, order.world) == (0, 1) and order.per_epoch == len(want) == 10
+    assert list(order) == [[(0, i) for i in b] for b in want] and len(order) == 10
+    order.start(2, 3)
+    want = epoch_batches(40, 4, 2, 7)
+    assert list(order) == [[(2, i) for i in b] for b in want[3:]] and len(order) == 7
+    order.start(2)
+    assert len(order) == 10
+    shard = EpochBatches(40, 4, seed=7, rank=1, world=2)
+    assert list(shard)[0] == [(0, i) for i in epoch_batches(40, 4, 0, 7, 1, 2)[0]]
+    shard.start(3)
+    assert [[i for _, i in b] for b in shard] == epoch_batches(40, 4, 3, 7, 1, 2)
+
+    class Kept:
+        epoch, told = 0, []
+
+        def __len__(self):
+            return 5
+
+        def set_epoch(self, epoch):
+            self.told.append(epoch)
+            self.epoch = epoch
+
+        def __getitem__(self, i):
+            return (self.epoch, i)
+
+    kept = EpochIndexed(Kept())
+    assert [kept[(0, 1)], kept[(4, 2)], kept[(4, 3)], kept[(1, 0)]] == [
+        (0, 1), (4, 2), (4, 3), (1, 0)]
+    assert kept.dataset.told == [4, 1] and len(kept) == 5
+
+    class Plain:
+        def __getitem__(self, i):
+            return i
+
+        def set_epoch(self, epoch):
+            raise AssertionError("a dataset without an epoch is never told one")
+
+    assert EpochIndexed(Plain())[(3, 9)] == 9
+    sampler, loader = epoch_loader(list(range(12)), 4, seed=1)
+    assert (loader.num_workers, loader.pin_memory, sampler.rank, sampler.world) == (0, False, 0, 1)
+    sampler, loader = epoch_loader(list(range(12)), 2, seed=1, rank=1, world=3, pin_memory=True)
+    assert (sampler.rank, sampler.world, loader.pin_memory) == (1, 3, True)
+
+
+def test_a_seeds_data_order_is_the_same_in_every_version():
+    """The order a seed gives is recorded here: a run resumed by a later dmgan, or rerun to
+    check a result, reads its data in the order it did (the order torch 2.x's randperm
+    draws from the seed's generator)."""
+    from dmgan.data.loader import epoch_batches
+
+    assert epoch_batches(10, 2, 1, 3) == [[1, 9], [5, 6], [4, 3], [8, 0], [2, 7]]
+    assert epoch_batches(10, 2, 0, 2**60) == [[4, 1], [7, 5], [3, 9], [0, 8], [6, 2]]
+    assert epoch_batches(10, 5, 2, (2**32 - 1) * 1000) == [[2, 1, 8, 9, 7], [4, 3, 0, 5, 6]]
+    assert epoch_batches(1, 1, 0, 0) == [[0]]  # one sample fills one batch of one
+    with pytest.raises(DMGANError) as exc:
+        epoch_batches(7, 4, 0, 0, world=2)
+    assert str(exc.value) == "7 samples cannot fill one batch of 4 x 2 processes"

@@ -554,6 +554,51 @@ def test_train_critic_teaches_word_reading_ds_that_judge_a_run(tmp_path, damsm):
     assert run.step == 2 and any(r.get("g_preference", 0) > 0 for r in records)
 
 
+def test_train_critic_resumes_bit_for_bit_from_its_checkpoint(tmp_path, damsm, capsys):
+    """A critic run stopped by its time budget leaves a checkpoint; --resume reads it, runs
+    only the steps left and writes the critic the uninterrupted run writes; a checkpoint
+    whose weights were changed ends elsewhere; other settings are refused."""
+    from dmgan.checkpoint import atomic_torch_save
+    from dmgan.config import override
+    from dmgan.errors import DMGANError, ResumeMismatchError
+    from dmgan.train.critic import train_critic
+
+    cfg = override(tiny_config(), ["discriminator.word_match=true",
+                                   "discriminator.word_context=1"])
+
+    def run(folder, **kw):
+        return train_critic(cfg, damsm=damsm, out=tmp_path / folder, max_steps=4, log_every=2,
+                            device="cpu", **kw)
+
+    straight = run("a")
+    stopped = run("b", minutes=1e-9)  # out of time after the first step
+    assert stopped.path is None and stopped.steps == 1
+    assert not (tmp_path / "b" / "critic.pt").exists()
+    assert [p.name for p in (tmp_path / "b").glob("ckpt-*.pt")] == ["ckpt-00000001.pt"]
+    capsys.readouterr()
+    resumed = run("b", resume=True)
+    assert "resumed from ckpt-00000001.pt at step 1" in capsys.readouterr().out
+    logged = [json.loads(x)["step"] for x in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert logged == [2, 4] and resumed.steps == 4
+    assert _same_networks(_weights(straight.path), _weights(resumed.path))
+    # a nudged checkpoint: another critic
+    path = tmp_path / "b" / "ckpt-00000002.pt"
+    payload = torch.load(path, weights_only=True)
+    name = next(k for k, v in payload["networks"]["discriminator0"].items()
+                if v.is_floating_point())
+    payload["networks"]["discriminator0"][name] += 1e-2
+    atomic_torch_save(payload, path)
+    nudged = run("b", resume=True)
+    assert not _same_networks(_weights(straight.path), _weights(nudged.path))
+    with pytest.raises(ResumeMismatchError, match="seed 0 -> 1"):
+        run("b", resume=True, seed=1)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DMGANError, match="no critic checkpoint"):
+        run("empty", resume=True)
+    with pytest.raises(DMGANError, match="run folder not found"):
+        run("missing", resume=True)
+
+
 def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):
     res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(tmp_path / "r"),
                  "--damsm", str(damsm), "--min-damsm-r1", "0", "--init-from",

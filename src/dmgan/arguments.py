@@ -270,7 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=POSITIVE, help="steps (default: the preset's critic.steps)")
     s.add_argument("--init-from", metavar="CRITIC", help="go on from this critic")
     s.add_argument("--log-every", type=POSITIVE, default=500,
-                   help="steps between held-out measurements (log.jsonl)")
+                   help="steps between held-out measurements (log.jsonl) and checkpoints")
+    s.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint in --out (the same settings)")
+    s.add_argument("--minutes", type=MINUTES, help="stop after this much time, with a "
+                   "checkpoint to --resume from")
     _sets(s)
 
     s = _command(sub, "eval", "evaluate generated images: FID, Inception Score, "

@@ -132,7 +132,10 @@ def cmd_train_critic(args):
     result = train_critic(_config(args), damsm=args.damsm, out=Path(args.out),
                           max_steps=args.max_steps, seed=args.seed, device=args.device,
                           threads=args.threads, log_every=args.log_every,
-                          init_from=args.init_from, command=args.command_line)
+                          init_from=args.init_from, command=args.command_line,
+                          resume=args.resume, minutes=args.minutes)
+    if result.path is None:
+        return
     print(f"saved {result.path} ({result.steps} steps; held-out preference of the true "
           f"caption, last D: over places traded {result.places:.3f}, colours traded "
           f"{result.colours:.3f})")

@@ -32,13 +32,24 @@ from dmgan.device import resolve_device
 from dmgan.errors import CheckpointError, DMGANError
 from dmgan.models import build_discriminators
 from dmgan.train.damsm import load_damsm
-from dmgan.train.runs import JsonLog, make_run_folder
+from dmgan.train.runs import (
+    Clock,
+    JsonLog,
+    check_resume,
+    checkpoint_name,
+    latest_checkpoint,
+    lock_run_folder,
+    make_run_folder,
+    rng_state,
+    save_run_checkpoint,
+    set_rng_state,
+)
 from dmgan.tuning import configure_allocator, configure_threads
 
 
 @dataclass
 class CriticResult:
-    path: Path
+    path: Path | None  # None: stopped by its time budget before the last step (resume it)
     steps: int
     # held-out share of two-object pictures whose true caption the last D prefers to the
     # place-traded / colour-traded one (chance 0.5)
@@ -155,13 +166,27 @@ def held_out_preference(ds, pool: _Pool, text_encoder, device) -> list[dict[str,
 def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: int | None = None,
                  seed: int = 0, device: str = "auto", threads: int | None = None,
                  log_every: int = 500, init_from: str | Path | None = None,
-                 command: str | None = None) -> CriticResult:
+                 command: str | None = None, resume: bool = False,
+                 minutes: float | None = None) -> CriticResult:
     """Teach the preset's Ds on real pictures and write `out/critic.pt` (a checkpoint of kind
-    "critic" for `train --critic`). `init_from`: a critic of the same settings to go on from."""
+    "critic" for `train --critic`). `init_from`: a critic of the same settings to go on from.
+
+    Every `log_every` steps the run folder gets `ckpt-<step>.pt` (the Ds, the optimizer and
+    the random state; the newest two kept); `resume` goes on from the newest, ending bit for
+    bit where an uninterrupted run ends. `minutes`: stop (with a checkpoint, without
+    critic.pt) when the time is up; the result's `path` is then None."""
     if not cfg.discriminator.word_match:
         raise DMGANError(f"preset '{cfg.name}' has discriminators that do not read the words "
                          f"(discriminator.word_match): a critic needs them")
     steps = max_steps or cfg.critic.steps
+    if resume and not Path(out).is_dir():
+        raise DMGANError(f"--resume: run folder not found: {out}")
+    out = make_run_folder(out)
+    found = None
+    if resume:  # first, so another preset's folder is refused before any work
+        found = latest_checkpoint(out, cfg.name)
+        if found is None or found[1].get("kind") != "critic-run":
+            raise DMGANError(f"--resume: no critic checkpoint in {out}")
     torch.manual_seed(seed)
     dev = resolve_device(device)
     text_encoder, _, vocab_words = load_damsm(damsm, cfg)
@@ -174,7 +199,7 @@ def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: i
                                   f"'{cfg.name}'s discriminator settings")
         for k, d in enumerate(ds):
             load_network(d, payload, f"discriminator{k}", str(init_from))
-    make_run_folder(out)
+    lock = lock_run_folder(out)  # noqa: F841 (held for the run's life)
     n_threads, why = configure_threads(threads, cfg=cfg if dev.type == "cpu" else None,
                                        batch=cfg.critic.batch_size)
     memory, memory_why = configure_allocator()
@@ -190,8 +215,21 @@ def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: i
     opt = torch.optim.Adam(ds.parameters(), lr=cfg.critic.lr, betas=(0.5, 0.999))
     log = JsonLog(out / "log.jsonl", True)
     gen = torch.Generator().manual_seed(seed)
+    settings = {"seed": seed, "damsm": str(damsm), "steps": steps,
+                "init_from": None if init_from is None else str(init_from)}
+    done, rows = 0, []
+    if found is not None:
+        stored_cfg, payload, path = found
+        check_resume(out, stored_cfg, cfg, payload.get("run_settings"), settings)
+        for k, d in enumerate(ds):
+            load_network(d, payload, f"discriminator{k}", str(path))
+        opt.load_state_dict(payload["optimizers"]["critic"])
+        set_rng_state(payload["rng"], gen)
+        done, rows = payload["step"], payload["held_out"]
+        print(f"critic: resumed from {path.name} at step {done}", flush=True)
+    clock = Clock(minutes)
     columns = min(len(c) for c in train.captions)
-    for step in range(1, steps + 1):
+    for step in range(done + 1, steps + 1):
         idx = torch.randint(len(train.captions), (cfg.critic.batch_size,), generator=gen)
         texts = [_encode(text_encoder, [train.captions[i][j] for i in idx], dev)
                  for j in range(columns)]
@@ -205,6 +243,17 @@ def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: i
                        "elapsed_s": round(time.perf_counter() - start, 1)})
             print(f"critic step {step}/{steps}: loss {loss.item():.3f}; held-out, last D: "
                   + ", ".join(f"{k} {v}" for k, v in rows[-1].items()), flush=True)
+        out_of_time = step < steps and clock.out_of_time()
+        if step < steps and (step % log_every == 0 or out_of_time):
+            save_run_checkpoint(out, 2, config=cfg, step=step, kind="critic-run",
+                                networks={f"discriminator{k}": d for k, d in enumerate(ds)},
+                                optimizers={"critic": opt.state_dict()}, rng=rng_state(gen),
+                                held_out=rows, run_settings=settings)
+        if out_of_time:
+            print(f"critic: out of time at step {step} of {steps}; saved {checkpoint_name(step)}, "
+                  f"go on with --resume", flush=True)
+            last = rows[-1] if rows else {"places": float("nan"), "colours": float("nan")}
+            return CriticResult(None, step, last["places"], last["colours"])
     path = out / "critic.pt"
     lineage = [c for c in [damsm_payload.get("command")] if c]
     save_checkpoint(path, config=cfg, networks={f"discriminator{k}": d for k, d in enumerate(ds)},
