@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +22,10 @@ from dmgan.pipeline import DMGANPipeline
 CAPTION = "a small red circle on the left"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pipe():
+    # one per test (a small model: milliseconds): the mutation check links a test to the
+    # code its own setup runs
     return DMGANPipeline.from_pretrained()
 
 
@@ -137,8 +140,7 @@ def test_each_caption_says_what_it_lost_and_the_images_say_which_words_they_saw(
 
 
 def test_a_caption_beyond_the_world_is_warned_by_what_it_asks(pipe):
-    if not pipe.world:
-        pytest.skip("the bundled model records no world")
+    assert pipe.world is not None  # the bundled model's file records its world
     most = pipe.world["max_objects"]
     assert pipe._beyond_the_world(CAPTION) is None
     assert pipe._beyond_the_world("a red circle and a blue square") is None
@@ -334,3 +336,128 @@ def test_encode_gives_the_ids_the_model_reads_and_the_unknown_words(pipe):
     assert len(kept[0]) == read and kept[0] == kept[1]  # a seed keeps the same words
     assert kept[0] != kept[2]
     assert pipe.encode_counted(long, seed=0)[2] == 56 - read
+
+
+def test_a_long_captions_words_are_kept_by_the_seed_of_the_call(pipe):
+    long = " ".join(["a small red circle on the left"] * 8)
+    a, b, c = (_quiet(pipe, long, seed=s).words[0] for s in (0, 0, 1))
+    assert a == b == [pipe.vocab.words[i] for i in pipe.encode(long, seed=0)[0]]
+    assert a != c
+
+
+def test_a_pipeline_is_built_from_a_model_and_its_own_vocabulary(pipe, tmp_path, monkeypatch):
+    from dmgan import DMGAN
+    from dmgan import pipeline as pipeline_module
+    from dmgan.data.vocab import Vocabulary
+    from dmgan.errors import CheckpointError
+
+    built = DMGANPipeline(pipe.model, pipe.vocab)
+    assert (built.amp, built.backend, built.source, built.needs, built.world) == (
+        "off", "eager", None, pipe.needs, pipe.world)
+    with pytest.raises(CheckpointError) as exc:
+        DMGANPipeline(pipe.model, Vocabulary(["<end>", "a"]))
+    assert str(exc.value) == (f"the vocabulary has 2 words but preset 'shapes' expects "
+                              f"{len(pipe.vocab)}: not this model's vocabulary")
+    DMGAN.from_preset("tiny").save(tmp_path / "novocab.pt")
+    with pytest.raises(CheckpointError) as exc:
+        DMGANPipeline.from_pretrained(tmp_path / "novocab.pt")
+    assert str(exc.value) == (f"{tmp_path / 'novocab.pt'} has no vocabulary; convert released "
+                              f"files with dmgan convert-released (it takes captions.pickle)")
+    monkeypatch.setattr(pipeline_module, "bundled_model_path", lambda: tmp_path / "none.pt")
+    with pytest.raises(DMGANError) as exc:
+        DMGANPipeline.from_pretrained()
+    assert str(exc.value) == "this installation has no bundled model; pass --checkpoint"
+
+
+def _manifest(folder) -> list[dict]:
+    return [json.loads(x) for x in (folder / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_generate_shows_each_image_as_asked_and_says_how(pipe, tmp_path):
+    from PIL import Image
+
+    from dmgan.generate import ViewOptions
+    from dmgan.viz import stage_strip, upsample
+
+    out = _quiet(pipe, CAPTION, seed=0)
+    for view, want in [
+        (ViewOptions(size=128, resample="bicubic"), upsample(out.images[0], 128, "bicubic")),
+        (ViewOptions(stages=True, size=96, resample="bicubic"),
+         stage_strip(out.stage_images[0], 96, "bicubic")),
+        (ViewOptions(stages=True), stage_strip(out.stage_images[0])),
+    ]:
+        path = _quiet(generate_files, pipe, [CAPTION], output=tmp_path / "v.png", view=view)[0]
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")),
+                              np.asarray(want.convert("RGB")))
+        line = _manifest(tmp_path)[-1]
+        assert (line["size"], line["resample"], line["stages"]) == (
+            view.size, view.resample if view.size else None, view.stages)
+    assert upsample(out.images[0], 128, "bicubic").tobytes() != upsample(
+        out.images[0], 128, "nearest").tobytes()  # the resampling shows
+
+
+def test_generate_defaults_and_the_files_it_returns(pipe, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)
+    written = _quiet(generate_files, pipe, [CAPTION])
+    assert [Path(p).resolve() for p in written] == [tmp_path / "out.png"]
+    assert _same(_pixels([Image.open(tmp_path / "out.png").convert("RGB")]),
+                 _pixels(_quiet(pipe, CAPTION, seed=0).images))
+    two = _quiet(generate_files, pipe, [CAPTION], n=2, output=tmp_path / "two.png")
+    assert two == [tmp_path / "two.png"]
+    tile = _quiet(pipe, CAPTION).images[0].size
+    assert Image.open(tmp_path / "two.png").size[0] > tile[0]  # two images: a grid
+    nested = tmp_path / "a" / "b"
+    files = _quiet(generate_files, pipe, [CAPTION], n=2, outdir=nested)
+    assert files == [nested / "000000.png", nested / "000001.png"]
+
+
+def test_the_manifest_goes_on_after_a_line_without_its_newline(pipe, tmp_path):
+    (tmp_path / "manifest.jsonl").write_text('{"file": "old.png"}')
+    _quiet(generate_files, pipe, [CAPTION], outdir=tmp_path)
+    lines = _manifest(tmp_path)
+    assert lines[0] == {"file": "old.png"} and lines[1]["file"] == "000000.png"
+
+
+def test_captions_come_from_the_line_and_a_file_or_say_what_is_missing(tmp_path):
+    from dmgan.generate import read_captions
+
+    (tmp_path / "c.txt").write_text("a red circle on the left\n\n  a blue square \n")
+    assert read_captions(["x"], str(tmp_path / "c.txt")) == [
+        "x", "a red circle on the left", "a blue square"]
+    with pytest.raises(DMGANError) as exc:
+        read_captions([], str(tmp_path / "none.txt"))
+    assert str(exc.value) == f"caption file not found: {tmp_path / 'none.txt'}"
+    with pytest.raises(DMGANError) as exc:
+        read_captions([], None)
+    assert str(exc.value) == "give a caption (or --file with one caption a line)"
+    (tmp_path / "bad.txt").write_bytes(b"red \xff circle")
+    with pytest.raises(DMGANError) as exc:
+        read_captions([], str(tmp_path / "bad.txt"))
+    assert str(exc.value) == f"{tmp_path / 'bad.txt'} is not UTF-8 text (invalid start byte at byte 4)"
+
+
+def test_the_small_defaults_of_a_call_and_of_generate(pipe, tmp_path, monkeypatch):
+    from dmgan import DMGAN
+    from dmgan.config import override
+    from dmgan.generate import explain_file
+
+    assert _same(_pixels(_quiet(pipe, CAPTION).images),
+                 _pixels(_quiet(pipe, CAPTION, seed=0).images))
+    assert isinstance(_quiet(pipe, CAPTION, return_dict=False), tuple)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe("a small yak red zebra circle on the left")
+    assert "unknown word(s) ignored: yak, zebra" in [str(w.message) for w in caught]
+    _quiet(generate_files, pipe, [CAPTION], outdir=tmp_path)
+    assert _manifest(tmp_path)[-1]["model"] == ""
+    monkeypatch.chdir(tmp_path)
+    assert _quiet(explain_file, pipe, CAPTION) == Path("explain.png")
+    assert (tmp_path / "explain.png").is_file()
+    flat = DMGAN(override(pipe.model.config, ["generator.memory=false", "generator.word_context=0",
+                                              "generator.first_stage_read_px=0"]),
+                 pipe.model.vocab)
+    with pytest.raises(DMGANError) as exc:
+        _quiet(explain_file, DMGANPipeline(flat, pipe.vocab), CAPTION)
+    assert str(exc.value) == "this model has no memory stage to explain"

@@ -140,9 +140,10 @@ def explain_file(pipe, caption: str, *, seed: int = 0, output: str | Path = "exp
     from dmgan.viz import explanation_figure, save_png
 
     path = _check_png(Path(output))
+    g = pipe.model.config.generator
+    if not g.memory or g.num_stages < 2:  # no stage reads the words (without the memory,
+        raise DMGANError("this model has no memory stage to explain")  # all-zero maps)
     out = pipe(caption, seed=seed, explain=True)
-    if not out.attention[0]:
-        raise DMGANError("this model has no memory stage to explain")
     fig = explanation_figure(caption, out.stage_images[0], out.words[0], out.attention[0],
                              out.writing_gates[0], out.response_gates[0])
     save_png(fig, path)
