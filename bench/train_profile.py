@@ -49,19 +49,35 @@ class Phases:
         sync(self.device)
 
     @contextmanager
-    def timed(self, name: str, outer_only: bool = True):
-        if outer_only and self.depth:
-            yield
-            return
+    def _measured(self, name: str, level: str):
+        """Time the block into `name`, one level deeper in `level` ("depth" or "nest")."""
         self._sync()
         t0 = time.perf_counter()
-        self.depth += 1
+        setattr(self, level, getattr(self, level) + 1)
         try:
             yield
         finally:
-            self.depth -= 1
+            setattr(self, level, getattr(self, level) - 1)
             self._sync()
             self.seconds[name] += time.perf_counter() - t0
+
+    @contextmanager
+    def timed(self, name: str, outer_only: bool = True):
+        """A phase of the loop (counted in the outermost only, unless outer_only=False)."""
+        if outer_only and self.depth:
+            yield
+            return
+        with self._measured(name, "depth"):
+            yield
+
+    @contextmanager
+    def part(self, name: str):
+        """A part of the step (outside the step, or inside another part: not counted)."""
+        if not self.in_step or self.nest:
+            yield
+            return
+        with self._measured(name, "nest"):
+            yield
 
     def wrap(self, fn, name: str, outer_only: bool = True):
         def timed_call(*args, **kwargs):
@@ -188,27 +204,12 @@ def main() -> None:
     gan.load_damsm, gan.load_critics = damsm, critics
     real_backward, real_adam = torch.Tensor.backward, torch.optim.Adam.step
 
-    @contextmanager
-    def part(name):
-        if not phases.in_step or phases.nest:
-            yield
-            return
-        phases._sync()
-        t0 = time.perf_counter()
-        phases.nest += 1
-        try:
-            yield
-        finally:
-            phases.nest -= 1
-            phases._sync()
-            phases.seconds[name] += time.perf_counter() - t0
-
     def backward(self, *a, **k):
-        with part("backward"):
+        with phases.part("backward"):
             return real_backward(self, *a, **k)
 
     def adam_step(self, *a, **k):
-        with part("optimizer steps"):
+        with phases.part("optimizer steps"):
             return real_adam(self, *a, **k)
 
     torch.Tensor.backward = backward
@@ -216,7 +217,7 @@ def main() -> None:
     real_ema = step_module.EMA.update
 
     def ema_update(self, *a, **k):
-        with part("EMA"):
+        with phases.part("EMA"):
             return real_ema(self, *a, **k)
 
     step_module.EMA.update = ema_update
