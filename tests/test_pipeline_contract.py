@@ -461,3 +461,18 @@ def test_the_small_defaults_of_a_call_and_of_generate(pipe, tmp_path, monkeypatc
     with pytest.raises(DMGANError) as exc:
         _quiet(explain_file, DMGANPipeline(flat, pipe.vocab), CAPTION)
     assert str(exc.value) == "this model has no memory stage to explain"
+
+
+def test_a_two_stage_model_has_one_memory_stage_to_explain(pipe, tmp_path):
+    from dmgan import DMGAN
+    from dmgan.config import preset
+    from dmgan.generate import explain_file
+
+    from dmgan.data.vocab import Vocabulary
+
+    cfg = preset("shapes32")
+    words = pipe.vocab.words + [f"w{i}" for i in range(cfg.text.vocab_size - len(pipe.vocab))]
+    two = DMGANPipeline(DMGAN(cfg, words), Vocabulary(words))
+    path = _quiet(explain_file, two, CAPTION, output=tmp_path / "two.png")
+    assert path.is_file()
+    assert len(_quiet(two, CAPTION, explain=True).attention[0]) == 1
