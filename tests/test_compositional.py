@@ -50,7 +50,7 @@ def test_real_pictures_of_a_caption_score_as_the_world_draws_them(judged):
     diversity ratio 0.99)."""
     j = judged
     rows = partial_rows(j["attributes"], j["seen"], j["reals"], j["spread"], j["spread_real"])
-    for name in ("single_object", "two_object", "counting", "colours", "position",
+    for name in ("single_object", "two_object", "counting", "colours", "positions",
                  "colour_attribution", "all_said", "objects_found"):
         assert rows[name] >= 0.95, (name, rows[name])
     for part in ("size", "colour", "position"):
@@ -88,7 +88,26 @@ def test_eval_reports_the_compositional_rows_with_their_chance(tmp_path):
     assert main(["eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",
                  "--num-images", "6", "--metrics", "compositional", "--out", str(out)]) == 0
     rows = {r["metric"]: r for r in map(json.loads, out.read_text().splitlines())}
-    assert {"single_object", "two_object", "colours", "position", "all_said", "objects_found",
+    assert {"single_object", "two_object", "colours", "positions", "all_said", "objects_found",
             "diversity_ratio", "held_out_all"} <= set(rows)
     assert rows["single_object"]["chance"] == 0.125 and rows["held_out_colour"]["chance"] == 0.125
     assert main(["eval", "--images", str(tmp_path), "--metrics", "compositional"]) == 2
+
+
+def test_the_report_and_the_compositional_rows_never_share_a_name(tmp_path):
+    """With both metrics, every row is named once, and the fully specified `position` is the
+    oracle's own (the GenEval-style row of partial captions is `positions`): a merged dict
+    (the snapshot metrics during training) once lost the one to the other."""
+    from dmgan.cli import main
+    from dmgan.pipeline import bundled_model_path
+
+    both, alone = tmp_path / "both.jsonl", tmp_path / "alone.jsonl"
+    args = ["eval", "--checkpoint", str(bundled_model_path()), "--data", "shapes",
+            "--num-images", "6"]
+    assert main([*args, "--metrics", "oracle", "compositional", "--out", str(both)]) == 0
+    assert main([*args, "--metrics", "oracle", "--out", str(alone)]) == 0
+    names = [json.loads(r)["metric"] for r in both.read_text().splitlines()]
+    assert len(names) == len(set(names)) and {"position", "positions"} <= set(names)
+    value = {json.loads(r)["metric"]: json.loads(r)["value"] for r in alone.read_text().splitlines()}
+    assert {json.loads(r)["metric"]: json.loads(r)["value"]
+            for r in both.read_text().splitlines()}["position"] == value["position"]

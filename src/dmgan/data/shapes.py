@@ -330,6 +330,29 @@ def traded(scene: Scene, attribute: str) -> Scene:
                   replace(b, **{attribute: getattr(a, attribute)})), scene.background)
 
 
+def redraw_free(scene: Scene, said: Sequence[Sequence[str]], rng: np.random.Generator) -> Scene:
+    """Another scene of the same caption: each object's `said` parts (PARTS) and every shape
+    kept, what the caption leaves free drawn again as the world draws it (any size, any colour
+    but the background's, any place; two objects' places as a pair, unless one of them is
+    said, which fixes the pair). The background stays: a caption that names none still gets
+    the data's one plain background (data.shapes_unnamed_background)."""
+    objs = list(scene.objects)
+    if len(objs) == 2 and not any("position" in s for s in said):
+        pair = [("left", "right"), ("top", "bottom")][int(rng.integers(2))]
+        pair = pair if rng.random() < 0.5 else pair[::-1]
+        objs = [replace(o, position=p) for o, p in zip(objs, pair, strict=True)]
+    for j, o in enumerate(objs):
+        if "size" not in said[j]:
+            o = replace(o, size=SIZES[int(rng.integers(len(SIZES)))])
+        if "colour" not in said[j]:
+            free = [c for c in COLOUR_NAMES if c != scene.background]
+            o = replace(o, colour=free[int(rng.integers(len(free)))])
+        if len(objs) == 1 and "position" not in said[j]:
+            o = replace(o, position=POSITIONS[int(rng.integers(len(POSITIONS)))])
+        objs[j] = o
+    return replace(scene, objects=tuple(objs))
+
+
 def near_miss_scene(scene: Scene, rng: np.random.Generator, *, swap_share: float = 0.0,
                     background: bool = True) -> Scene:
     """The scene with one thing changed: an object's shape, colour, size or position, the
@@ -433,6 +456,7 @@ class ShapesDataset(Dataset):
         cache_images: bool = False,
         combinations: str | None = None,
         vocab: Vocabulary | None = None,
+        pairs: bool = False,
     ):
         """options: the config's data section (its `shapes_*` fields: which captions name
         the background and which open with it, the near misses' swap share, the background
@@ -447,7 +471,9 @@ class ShapesDataset(Dataset):
         split when options.shapes_held_out, else "all".
         vocab: the words the captions are encoded with (a model's own, when it learned an
         earlier vocabulary of this world; words it lacks are left out); default: the world's
-        (`vocabulary()`)."""
+        (`vocabulary()`).
+        pairs: every sample also carries another real picture of its caption at the first
+        size (`redraw_free`, drawn anew each epoch), for the pair discriminator."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         options = options or DataConfig()
@@ -485,6 +511,7 @@ class ShapesDataset(Dataset):
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
         self.vocab = vocab or vocabulary()
+        self.pairs = pairs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -593,4 +620,18 @@ class ShapesDataset(Dataset):
                                        self.max_words,
                                        np.random.default_rng([self.seed, self.epoch, index, 1]))
             sample.negative, sample.negative_length = torch.from_numpy(neg), neg_len
+        if self.pairs:
+            sample.second_image = self._second_image(index, scene, w)
         return sample
+
+    def _second_image(self, index: int, scene: Scene, w: _Wording) -> torch.Tensor:
+        """Another real picture of the sample's caption at the first size (`redraw_free`), drawn
+        and rendered from its own generator, anew each epoch."""
+        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 11])
+        said = w.said or tuple(PARTS for _ in scene.objects)
+        other = redraw_free(scene, said, rng)
+        img = render(other, self.image_sizes[-1], rng, jitter=self.jitter)
+        small = self.image_sizes[0]
+        if small != self.image_sizes[-1]:
+            img = img.resize((small, small), Image.BILINEAR)
+        return to_tensor(np.asarray(img, dtype=np.uint8))

@@ -7,7 +7,7 @@ seen object (`match`: the assignment with the most said attributes right). Rows:
 
 - single_object, two_object: every object of the caption found (the count right) and of
   the right shape; counting: the same on captions that count ("two circles");
-  colours, position: a said colour / place right; colour_attribution: both colours right
+  colours, positions: a said colour / place right; colour_attribution: both colours right
   on two-object captions that say both; all_said: every said attribute of every object;
 - unsaid_tv_<part>: total-variation distance between what the pictures show where the
   caption leaves <part> free (`free_parts`) and what the world draws there (real pictures
@@ -25,7 +25,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import replace
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from dmgan.data.shapes import (
     SHAPES,
     SIZES,
     ShapesDataset,
+    redraw_free,
     render,
 )
 from dmgan.data.transforms import to_tensor
@@ -50,7 +50,7 @@ VALUES = {"size": SIZES, "colour": COLOUR_NAMES, "position": POSITIONS}
 # attributes): the count right half the time, then each said attribute by chance
 CHANCE_ROWS = {"single_object": CHANCE["shape"] / 2, "two_object": CHANCE["shape"] ** 2 / 2,
                "counting": CHANCE["shape"] ** 2 / 2, "colours": CHANCE["colour"],
-               "position": CHANCE["position"], "colour_attribution": CHANCE["colour"] ** 2,
+               "positions": CHANCE["position"], "colour_attribution": CHANCE["colour"] ** 2,
                "objects_found": 1 / 2}
 
 
@@ -99,27 +99,12 @@ def partial_captions(n: int, seed: int, *, max_words: int = 30, vocab=None,
 def _real_pictures(data: ShapesDataset, index: int, k: int, rng: np.random.Generator
                    ) -> tuple[torch.Tensor, list[dict]]:
     """`k` real pictures of sample `index`'s caption: its said attributes kept, the free
-    ones drawn again as the world draws them (two objects' places as a pair, unless one
-    of them is said, which fixes the pair)."""
-    scene, _, _, named = data.scene(index)
+    ones drawn again as the world draws them (`redraw_free`)."""
+    scene = data.scene(index)[0]
     said = data[index].attributes["said"]
     pictures, objects = [], []
     for _ in range(k):
-        objs = list(scene.objects)
-        if len(objs) == 2 and not any("position" in s for s in said):
-            pair = [("left", "right"), ("top", "bottom")][int(rng.integers(2))]
-            pair = pair if rng.random() < 0.5 else pair[::-1]
-            objs = [replace(o, position=p) for o, p in zip(objs, pair, strict=True)]
-        for j, o in enumerate(objs):
-            if "size" not in said[j]:
-                o = replace(o, size=SIZES[int(rng.integers(len(SIZES)))])
-            if "colour" not in said[j]:  # any colour but the background's
-                free = [c for c in COLOUR_NAMES if c != scene.background]
-                o = replace(o, colour=free[int(rng.integers(len(free)))])
-            if len(objs) == 1 and "position" not in said[j]:
-                o = replace(o, position=POSITIONS[int(rng.integers(len(POSITIONS)))])
-            objs[j] = o
-        real = replace(scene, objects=tuple(objs))
+        real = redraw_free(scene, said, rng)
         pictures.append(to_tensor(np.asarray(render(real, 64, rng))))
         objects.append(real.as_dict())
     return torch.stack(pictures), objects
@@ -147,7 +132,7 @@ def partial_rows(attributes: Sequence[dict], seen: Sequence[Sequence[list[dict]]
     in each of its pictures (`detect`), the scenes of its real pictures, and the pixel
     spread of its generated and real pictures."""
     rows: dict[str, list[float]] = {k: [] for k in (
-        "single_object", "two_object", "counting", "colours", "position",
+        "single_object", "two_object", "counting", "colours", "positions",
         "colour_attribution", "all_said", "objects_found")}
     free = {p: Counter() for p in PARTS}
     free_real = {p: Counter() for p in PARTS}
@@ -169,7 +154,7 @@ def partial_rows(attributes: Sequence[dict], seen: Sequence[Sequence[list[dict]]
                     right = m is not None and m[p] == o[p]
                     every = every and right
                     if p in ("colour", "position"):
-                        rows["colours" if p == "colour" else "position"].append(right)
+                        rows["colours" if p == "colour" else "positions"].append(right)
                 for p in free_parts(said, k):
                     if m is not None:
                         free[p][m[p]] += 1

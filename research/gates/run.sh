@@ -1,0 +1,35 @@
+#!/bin/bash
+# The paper's gate ablation on the shapes world (issue 40, item 6): one DAMSM, then four
+# GANs of the same recipe at equal steps, each judged on held-out captions.
+# Usage: research/gates/run.sh RUNS_FOLDER   (one thread; about 1.5 hours on the dev VM)
+set -euo pipefail
+R=${1:?usage: run.sh RUNS_FOLDER}
+STEPS=${STEPS:-2500}
+DMGAN=${DMGAN:-dmgan}
+export OMP_NUM_THREADS=1
+W="--set data.shapes_partial_share=0.5 --set data.shapes_plural_share=0.5 --set data.shapes_held_out=true"
+mkdir -p "$R"
+if [ ! -f "$R/damsm/damsm.pt" ]; then
+  $DMGAN pretrain-damsm --preset shapes32 --data shapes --out "$R/damsm" --device cpu --workers 0 \
+    --max-steps "${DAMSM_STEPS:-2500}" --minutes 15 --target-r1 0.95 --target-near-miss 0.92 $W
+fi
+arm() {  # NAME, then the arm's own switches
+  local name=$1; shift
+  local ckpt
+  ckpt=$(printf "%s/%s/ckpt-%08d.pt" "$R" "$name" "$STEPS")
+  if [ ! -f "$ckpt" ]; then
+    $DMGAN train --preset shapes32 --data shapes --damsm "$R/damsm/damsm.pt" --out "$R/$name" \
+      --device cpu --threads 1 --workers 0 --max-steps "$STEPS" --ckpt-every 500 \
+      --eval-every "$STEPS" --seed 0 ${TRAIN_EXTRA:-} $W --set loss.diversity_weight=1 "$@" \
+      $( [ -d "$R/$name" ] && echo --resume )
+  fi
+  if [ ! -f "$R/$name/eval.jsonl" ]; then
+    $DMGAN eval --checkpoint "$ckpt" --data shapes --num-images "${JUDGE:-500}" \
+      --metrics oracle compositional --out "$R/$name/eval.jsonl.tmp"
+    mv "$R/$name/eval.jsonl.tmp" "$R/$name/eval.jsonl"
+  fi
+}
+arm full
+arm no-writing-gate --set generator.writing_gate=false
+arm no-response-gate --set generator.response_gate=false
+arm no-memory --no-memory
