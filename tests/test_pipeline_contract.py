@@ -466,9 +466,8 @@ def test_the_small_defaults_of_a_call_and_of_generate(pipe, tmp_path, monkeypatc
 def test_a_two_stage_model_has_one_memory_stage_to_explain(pipe, tmp_path):
     from dmgan import DMGAN
     from dmgan.config import preset
-    from dmgan.generate import explain_file
-
     from dmgan.data.vocab import Vocabulary
+    from dmgan.generate import explain_file
 
     cfg = preset("shapes32")
     words = pipe.vocab.words + [f"w{i}" for i in range(cfg.text.vocab_size - len(pipe.vocab))]

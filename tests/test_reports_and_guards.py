@@ -206,6 +206,10 @@ def test_a_demo_report_at_chance_says_so(tmp_path):
     assert set(report["generator_ema"]["generated"]) == {"colour", "shape", "size", "position",
                                                         "background", "all", "two_object_all"}
     assert report["generator_ema"]["real"]["colour"] > 0.9
+    # the report of captions as people write them (the model learned fully specified ones)
+    assert {"objects_found", "all_said", "positions", "diversity_ratio"} <= set(
+        report["generator_ema"]["compositional"])
+    assert "compositional" not in report["generator"]
     assert list((tmp_path / "demo" / "samples").glob("step-*.png"))
     assert report["wall_minutes"] <= 1.2 * 1.1  # the budget, within 10%
     assert report["chance"] == {k: round(v, 3) for k, v in CHANCE.items()}

@@ -18,7 +18,6 @@ from fixtures import run_cli
 from dmgan import DMGAN, preset
 from dmgan.checkpoint import load_checkpoint
 from dmgan.errors import CheckpointError
-from dmgan.models import build_pair_discriminator
 from dmgan.train.damsm import pretrain_damsm
 from dmgan.train.gan import TrainOptions, train_gan
 
@@ -126,47 +125,6 @@ def test_resume_is_bit_identical(tmp_path, damsm, capsys):
     atomic_torch_save(payload, path)
     nudged = train_gan(cfg, _opts(tmp_path / "c", damsm, max_steps=6, resume=True, log_every=1))
     assert not _same_networks(a, _weights(nudged.last_checkpoint))
-
-
-def test_the_pair_discriminator_trains_checkpoints_and_resumes_bit_for_bit(tmp_path, damsm):
-    """loss.pair_weight: a pair D judges two real pictures of a caption against G's two
-    drawings of it (the diversity term's); it learns, G pays its term, its weights and
-    optimizer go into the checkpoint and a resumed run ends where the straight one ends.
-    Without the diversity term, with a batch under 4, or on data that cannot draw a caption
-    again, it is refused."""
-    from dmgan.config import ConfigError, override
-    from dmgan.errors import DMGANError
-
-    cfg = override(tiny_config(), ["data.shapes_partial_share=0.5", "loss.diversity_weight=1",
-                                   "loss.pair_weight=1"])
-    straight = train_gan(cfg, _opts(tmp_path / "a", damsm, max_steps=4, log_every=1,
-                                    ckpt_every=2))
-    first = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=4, stop_at_step=2,
-                                 log_every=1, ckpt_every=2))
-    assert first.step == 2
-    resumed = train_gan(cfg, _opts(tmp_path / "b", damsm, max_steps=4, resume=True, log_every=1,
-                                   ckpt_every=2))
-    a, b = _weights(straight.last_checkpoint), _weights(resumed.last_checkpoint)
-    assert "pair_discriminator" in a["networks"] and "pair_discriminator" in a["optimizers"]
-    assert _same_networks(a, b)
-    fresh = build_pair_discriminator(cfg).state_dict()
-    trained = a["networks"]["pair_discriminator"]
-    assert trained["encoder.0.weight"].shape[1] == 6  # two pictures side by side
-    assert any(not torch.equal(v, fresh[k]) for k, v in trained.items() if v.is_floating_point())
-    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
-    assert all(r["g_pair"] > 0 and r["d_pair"] > 0 for r in log)
-    # without the term: no pair D, none in the checkpoint
-    plain = override(tiny_config(), ["loss.diversity_weight=1"])
-    assert build_pair_discriminator(plain) is None
-    run = train_gan(plain, _opts(tmp_path / "c", damsm, max_steps=1))
-    assert "pair_discriminator" not in _weights(run.last_checkpoint)["networks"]
-    with pytest.raises(ConfigError, match="needs loss.diversity_weight"):
-        override(tiny_config(), ["loss.pair_weight=1"])
-    with pytest.raises(ConfigError, match="batch_size >= 4"):
-        override(tiny_config(), ["loss.diversity_weight=1", "loss.pair_weight=1",
-                                 "train.batch_size=3"])
-    with pytest.raises(DMGANError, match="only the built-in shapes data"):
-        train_gan(cfg, _opts(tmp_path / "d", damsm, data=str(tmp_path), max_steps=1))
 
 
 def _free_port() -> int:

@@ -1,10 +1,13 @@
 #!/bin/bash
 # The paper's gate ablation on the shapes world (issue 40, item 6): one DAMSM, then four
 # GANs of the same recipe at equal steps, each judged on held-out captions.
-# Usage: research/gates/run.sh RUNS_FOLDER   (one thread; about 1.5 hours on the dev VM)
+# Usage: [SEED=1] research/gates/run.sh RUNS_FOLDER   (one thread; about 1.5 hours on the
+# dev VM; with SEED, the four arms again from that seed, in folders ARM-seedN)
 set -euo pipefail
 R=${1:?usage: run.sh RUNS_FOLDER}
 STEPS=${STEPS:-2500}
+SEED=${SEED:-0}
+SUFFIX=$( [ "$SEED" = 0 ] || echo "-seed$SEED" )
 DMGAN=${DMGAN:-dmgan}
 export OMP_NUM_THREADS=1
 W="--set data.shapes_partial_share=0.5 --set data.shapes_plural_share=0.5 --set data.shapes_held_out=true"
@@ -14,13 +17,13 @@ if [ ! -f "$R/damsm/damsm.pt" ]; then
     --max-steps "${DAMSM_STEPS:-2500}" --minutes 15 --target-r1 0.95 --target-near-miss 0.92 $W
 fi
 arm() {  # NAME, then the arm's own switches
-  local name=$1; shift
+  local name=$1$SUFFIX; shift
   local ckpt
   ckpt=$(printf "%s/%s/ckpt-%08d.pt" "$R" "$name" "$STEPS")
   if [ ! -f "$ckpt" ]; then
     $DMGAN train --preset shapes32 --data shapes --damsm "$R/damsm/damsm.pt" --out "$R/$name" \
       --device cpu --threads 1 --workers 0 --max-steps "$STEPS" --ckpt-every 500 \
-      --eval-every "$STEPS" --seed 0 ${TRAIN_EXTRA:-} $W --set loss.diversity_weight=1 "$@" \
+      --eval-every "$STEPS" --seed "$SEED" ${TRAIN_EXTRA:-} $W --set loss.diversity_weight=1 "$@" \
       $( [ -d "$R/$name" ] && echo --resume )
   fi
   if [ ! -f "$R/$name/eval.jsonl" ]; then

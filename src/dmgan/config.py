@@ -71,7 +71,6 @@ class LossConfig:
     pixel_weight: float = 0.0  # G pays the squared difference to its caption's real picture; 0: released
     pixel_object_weight: float = 0.0  # in the pixel term, objects' pixels count 1 + this times
     diversity_weight: float = 0.0  # G pays when two noises give alike pictures of a caption with freedom
-    pair_weight: float = 0.0  # G pays when a D tells its two drawings of a caption from two real ones
 
 
 @dataclass(frozen=True)
@@ -278,12 +277,6 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (lo.pixel_weight >= 0, "loss.pixel_weight must be >= 0"),
         (lo.pixel_object_weight >= 0, "loss.pixel_object_weight must be >= 0"),
         (lo.diversity_weight >= 0, "loss.diversity_weight must be >= 0"),
-        (lo.pair_weight >= 0, "loss.pair_weight must be >= 0"),
-        (lo.pair_weight == 0 or lo.diversity_weight > 0,
-         "loss.pair_weight needs loss.diversity_weight > 0 (the pair is that term's two drawings)"),
-        (lo.pair_weight == 0 or tr.batch_size >= 4,
-         "loss.pair_weight needs train.batch_size >= 4 (pairs of half the batch, and mismatched "
-         "pairs among those)"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),
         (0.0 <= tr.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),

@@ -57,16 +57,3 @@ def build_discriminators(cfg: DMGANConfig, *, init: bool = True) -> nn.ModuleLis
             if d.word_context is not None:
                 d.word_context.reset_out()
     return ds
-
-
-def build_pair_discriminator(cfg: DMGANConfig, *, init: bool = True) -> Discriminator | None:
-    """The pair discriminator (loss.pair_weight > 0, else None): it judges two pictures of one
-    caption at the first stage's size, side by side in the channels, against two real
-    pictures of that caption, so a G that draws a caption one way can be told apart."""
-    if cfg.loss.pair_weight <= 0:
-        return None
-    d = Discriminator(image_size=cfg.generator.image_sizes[0], df_dim=cfg.discriminator.df_dim,
-                      embed_dim=cfg.text.embed_dim, unconditional=True, in_channels=6)
-    if init:
-        init_released(d)
-    return d

@@ -19,9 +19,6 @@ class Sample:
     # a hard-negative caption for this image (L,) and its length, when the data makes them
     negative: torch.Tensor | None = None
     negative_length: int = 0
-    # another real picture of the same caption at the first stage's size, what the caption
-    # leaves free drawn again (the built-in shapes data, for loss.pair_weight)
-    second_image: torch.Tensor | None = None
 
 
 @dataclass
@@ -34,7 +31,6 @@ class Batch:
     attributes: list[dict[str, Any]] | None = field(default=None)
     negatives: torch.Tensor | None = None  # (B, L) hard-negative captions, when every sample has one
     negative_lengths: torch.Tensor | None = None  # (B,)
-    second_images: torch.Tensor | None = None  # (B, 3, S_0, S_0), when every sample has one
 
     def to(self, device: torch.device | str) -> Batch:
         def move(x):
@@ -43,8 +39,7 @@ class Batch:
         return Batch([i.to(device, non_blocking=True) for i in self.images],
                      self.captions.to(device), self.lengths.to(device),
                      self.class_ids.to(device), self.keys, self.attributes,
-                     move(self.negatives), move(self.negative_lengths),
-                     move(self.second_images))
+                     move(self.negatives), move(self.negative_lengths))
 
     def pin_memory(self) -> Batch:  # DataLoader(pin_memory=True) support
         def pin(x):
@@ -52,8 +47,7 @@ class Batch:
 
         return Batch([i.pin_memory() for i in self.images], self.captions.pin_memory(),
                      self.lengths.pin_memory(), self.class_ids.pin_memory(), self.keys,
-                     self.attributes, pin(self.negatives), pin(self.negative_lengths),
-                     pin(self.second_images))
+                     self.attributes, pin(self.negatives), pin(self.negative_lengths))
 
 
 def collate(samples: list[Sample]) -> Batch:
@@ -63,7 +57,6 @@ def collate(samples: list[Sample]) -> Batch:
     stages = len(samples[0].images)
     attrs = [s.attributes for s in samples]
     with_negatives = all(s.negative is not None for s in samples)
-    with_second = all(s.second_image is not None for s in samples)
     return Batch(
         images=[torch.stack([s.images[i] for s in samples]) for i in range(stages)],
         captions=torch.stack([s.caption for s in samples]),
@@ -74,5 +67,4 @@ def collate(samples: list[Sample]) -> Batch:
         negatives=torch.stack([s.negative for s in samples]) if with_negatives else None,
         negative_lengths=torch.tensor([s.negative_length for s in samples], dtype=torch.int64)
         if with_negatives else None,
-        second_images=torch.stack([s.second_image for s in samples]) if with_second else None,
     )

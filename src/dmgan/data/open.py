@@ -12,16 +12,14 @@ SHAPES_TRAIN, SHAPES_TEST = 50_000, 1_000  # samples per split of the built-in d
 
 
 def open_split(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed: int = 0,
-               image_sizes: tuple[int, ...] | None = None, cache_images: bool = True,
-               pairs: bool = False):
+               image_sizes: tuple[int, ...] | None = None, cache_images: bool = True):
     """One split of what a command's `--data` names, as the preset reads it: "shapes" (built
     in, with the preset's data options) or a dataset folder (dmgan.data.datasets.open_dataset:
     CUB, COCO or custom layout).
 
     Images come at `image_sizes` (default: every stage's size of the preset). The shapes
     data follows the preset's data options (background phrases, near-miss captions) and
-    keeps what it renders in memory (`cache_images`); `pairs`: each sample also carries
-    another real picture of its caption (shapes only: loss.pair_weight).
+    keeps what it renders in memory (`cache_images`).
     """
     from dmgan.data.datasets import open_dataset
     from dmgan.data.shapes import ShapesDataset
@@ -32,10 +30,7 @@ def open_split(cfg: DMGANConfig, data: str, split: str, *, max_words: int, seed:
                              image_sizes=sizes, max_words=max_words, seed=seed,
                              options=cfg.data, cache_images=cache_images,
                              near_misses=(cfg.train.near_miss_negatives
-                                          or cfg.damsm.near_miss_negatives), pairs=pairs)
-    if pairs:
-        raise DMGANError("loss.pair_weight needs a second real picture of each caption, which "
-                         "only the built-in shapes data draws (--data shapes)")
+                                          or cfg.damsm.near_miss_negatives))
     if not Path(data).exists():
         raise DMGANError(f"data folder not found: {data} (or use --data shapes)")
     return open_dataset(data, split, image_sizes=sizes, max_words=max_words, seed=seed,

@@ -456,7 +456,6 @@ class ShapesDataset(Dataset):
         cache_images: bool = False,
         combinations: str | None = None,
         vocab: Vocabulary | None = None,
-        pairs: bool = False,
     ):
         """options: the config's data section (its `shapes_*` fields: which captions name
         the background and which open with it, the near misses' swap share, the background
@@ -471,9 +470,7 @@ class ShapesDataset(Dataset):
         split when options.shapes_held_out, else "all".
         vocab: the words the captions are encoded with (a model's own, when it learned an
         earlier vocabulary of this world; words it lacks are left out); default: the world's
-        (`vocabulary()`).
-        pairs: every sample also carries another real picture of its caption at the first
-        size (`redraw_free`, drawn anew each epoch), for the pair discriminator."""
+        (`vocabulary()`)."""
         if split not in SPLIT_IDS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
         options = options or DataConfig()
@@ -511,7 +508,6 @@ class ShapesDataset(Dataset):
         self._cache: dict[int, list[np.ndarray]] = {}
         self._cache_bytes = 0
         self.vocab = vocab or vocabulary()
-        self.pairs = pairs
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -620,18 +616,4 @@ class ShapesDataset(Dataset):
                                        self.max_words,
                                        np.random.default_rng([self.seed, self.epoch, index, 1]))
             sample.negative, sample.negative_length = torch.from_numpy(neg), neg_len
-        if self.pairs:
-            sample.second_image = self._second_image(index, scene, w)
         return sample
-
-    def _second_image(self, index: int, scene: Scene, w: _Wording) -> torch.Tensor:
-        """Another real picture of the sample's caption at the first size (`redraw_free`), drawn
-        and rendered from its own generator, anew each epoch."""
-        rng = np.random.default_rng([self.seed, SPLIT_IDS[self.split], index, self.epoch, 11])
-        said = w.said or tuple(PARTS for _ in scene.objects)
-        other = redraw_free(scene, said, rng)
-        img = render(other, self.image_sizes[-1], rng, jitter=self.jitter)
-        small = self.image_sizes[0]
-        if small != self.image_sizes[-1]:
-            img = img.resize((small, small), Image.BILINEAR)
-        return to_tensor(np.asarray(img, dtype=np.uint8))

@@ -46,7 +46,6 @@ class Discriminator(nn.Module):
         unconditional: bool = True,  # build the unconditional (real/fake) head
         word_match: bool = False,  # the match head also reads the words (see the module doc)
         word_context: int = 0,  # WordContext layers before the places read the words
-        in_channels: int = 3,  # 6: a pair of pictures side by side in the channels (loss.pair_weight)
     ):
         super().__init__()
         if word_context and not word_match:
@@ -57,7 +56,7 @@ class Discriminator(nn.Module):
         n_base = min(4, int(math.log2(image_size // 4)))
         extra = int(math.log2(image_size // 64)) if image_size >= 64 else 0
         top = df_dim * 8
-        chans = [in_channels] + [df_dim * 2**i for i in range(4 - n_base, 4)]
+        chans = [3] + [df_dim * 2**i for i in range(4 - n_base, 4)]
         self.encoder = nn.ModuleList(
             SNConv2d(in_ch=a, out_ch=b, kernel_size=4, stride=2, padding=1)
             for a, b in zip(chans[:-1], chans[1:], strict=True)
@@ -92,7 +91,7 @@ class Discriminator(nn.Module):
             if word_context else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, S, S) -> features (B, 8*df_dim, 4, 4)."""
+        """(B, 3, S, S) -> features (B, 8*df_dim, 4, 4)."""
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
             raise ValueError(f"this discriminator judges {self.image_size} px images, "
                              f"got {tuple(images.shape)}")

@@ -27,7 +27,7 @@ from dmgan.data.shapes import caption_needs, world_reads
 from dmgan.device import check_amp
 from dmgan.errors import CheckpointError, ConfigError, DMGANError
 from dmgan.metrics.snapshot import SnapshotEvaluator
-from dmgan.models import build_discriminators, build_generator, build_pair_discriminator
+from dmgan.models import build_discriminators, build_generator
 from dmgan.train.damsm import load_damsm
 from dmgan.train.graphs import GraphedUpdate, check_cuda_graphs
 from dmgan.train.runs import (
@@ -206,8 +206,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
 
     # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
     torch.manual_seed(opts.seed)
-    train = open_split(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed,
-                       pairs=cfg.loss.pair_weight > 0)
+    train = open_split(cfg, opts.data, "train", max_words=cfg.text.words_train, seed=opts.seed)
     test = open_split(cfg, opts.data, "test", max_words=cfg.text.words_eval, seed=opts.seed)
     check_vocab(cfg, train.vocab)
     if opts.damsm is None:
@@ -230,10 +229,6 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
     ds = build_discriminators(cfg).to(dev, memory_format=fmt)
     broadcast_state(g, rt)
     broadcast_state(ds, rt)
-    pair_d = build_pair_discriminator(cfg)
-    if pair_d is not None:
-        pair_d.to(dev, memory_format=fmt)
-        broadcast_state(pair_d, rt)
     ema = EMA(g, cfg.train.ema_decay, cfg.train.ema_warmup)
     tr = cfg.train
     # foreach: one multi-tensor update instead of a loop over parameters (half the
@@ -242,8 +237,6 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
     adam = {"betas": (tr.beta1, tr.beta2), "foreach": True, "capturable": opts.cuda_graphs}
     opt_g = torch.optim.Adam(g.parameters(), lr=tr.lr_g, **adam)
     opt_ds = [torch.optim.Adam(d.parameters(), lr=tr.lr_d, **adam) for d in ds]
-    opt_pair = None if pair_d is None else torch.optim.Adam(pair_d.parameters(), lr=tr.lr_d,
-                                                           **adam)
     scaler = torch.amp.GradScaler("cuda", enabled=opts.amp == "fp16")
     noise_gen = torch.Generator().manual_seed(opts.seed * 31 + rt.rank)
     step, epoch, batch_in_epoch = 0, 0, 0
@@ -264,9 +257,6 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
         load_optimizer(opt_g, payload["optimizers"]["generator"], opts.cuda_graphs)
         for i, o in enumerate(opt_ds):
             load_optimizer(o, payload["optimizers"][f"discriminator{i}"], opts.cuda_graphs)
-        if pair_d is not None:
-            pair_d.load_state_dict(nets["pair_discriminator"])
-            load_optimizer(opt_pair, payload["optimizers"]["pair_discriminator"], opts.cuda_graphs)
         step, epoch, batch_in_epoch = payload["step"], payload["epoch"], payload["batch_in_epoch"]
         command = payload.get("command") or command  # the run's own command, not the resume
         states = payload["rng"]
@@ -288,8 +278,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
              else {"needs": []})
     gan = GANParts(g=g, g_run=torch.compile(g) if opts.compile else g, ds=ds, opt_g=opt_g,
                    opt_ds=opt_ds, ema=ema, text_encoder=text_encoder,
-                   image_encoder=image_encoder, scaler=scaler, critics=critics,
-                   pair_d=pair_d, opt_pair=opt_pair)
+                   image_encoder=image_encoder, scaler=scaler, critics=critics)
     graphed = GraphedUpdate(gan, cfg, rt, opts.amp, num_words=cfg.text.words_train) \
         if opts.cuda_graphs else None
     if rt.main:
@@ -316,12 +305,9 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
             "config": cfg,
             "networks": {"generator": g, "generator_ema": ema.net, "text_encoder": text_encoder,
                          "image_encoder": image_encoder,
-                         **{f"discriminator{i}": d for i, d in enumerate(ds)},
-                         **({"pair_discriminator": pair_d} if pair_d is not None else {})},
+                         **{f"discriminator{i}": d for i, d in enumerate(ds)}},
             "optimizers": {"generator": opt_g.state_dict(),
-                           **{f"discriminator{i}": o.state_dict() for i, o in enumerate(opt_ds)},
-                           **({"pair_discriminator": opt_pair.state_dict()}
-                              if opt_pair is not None else {})},
+                           **{f"discriminator{i}": o.state_dict() for i, o in enumerate(opt_ds)}},
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
             "rng": _gather_rng(noise_gen, rt), "vocab": list(train.vocab.words),
             "kind": "dmgan-train", "options": identity, "grad_scaler": scaler.state_dict(),
@@ -363,9 +349,7 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
                 noise_gen=noise_gen, step=step, amp=opts.amp,
                 negatives=None if batch.negatives is None else batch.negatives.to(dev),
                 negative_lengths=None if batch.negatives is None else batch.negative_lengths.to(dev),
-                fixes_picture=_fixes_picture(batch, cfg, dev), graphed=graphed,
-                second_real=None if batch.second_images is None
-                else batch.second_images.to(dev).contiguous(memory_format=fmt))
+                fixes_picture=_fixes_picture(batch, cfg, dev), graphed=graphed)
             step += 1
             batch_in_epoch += 1
             if graphed is not None and graphed.recorded_at == graphed.calls and rt.main:

@@ -48,13 +48,12 @@ class _Inputs:
     wrong: TextEncoding | None  # mismatched captions for D (near misses)
     noises: list[torch.Tensor]
     fixes_picture: torch.Tensor | None = None  # (B,) the captions the pixel term counts
-    second_real: torch.Tensor | None = None  # (B, 3, S_0, S_0) for the pair D
 
     def tensors(self) -> list[torch.Tensor | None]:
         t, w = self.text, self.wrong
         wrong = [None] * 3 if w is None else [w.words, w.sentence, w.mask]
         return [*self.real, t.words, t.sentence, t.mask, self.lengths, self.class_ids,
-                *wrong, *self.noises, self.fixes_picture, self.second_real]
+                *wrong, *self.noises, self.fixes_picture]
 
     def signature(self) -> tuple:
         return tuple(None if x is None else (tuple(x.shape), x.stride(), x.dtype)
@@ -98,10 +97,10 @@ class GraphedUpdate:
         self.recorded_at: int | None = None  # the call that recorded the graph
 
     def __call__(self, *, real, text, lengths, class_ids, wrong, noises,
-                 fixes_picture=None, second_real=None) -> dict[str, torch.Tensor]:
+                 fixes_picture=None) -> dict[str, torch.Tensor]:
         inputs = _Inputs(list(real), pad_words(text, self.num_words), lengths, class_ids,
                          None if wrong is None else pad_words(wrong, self.num_words),
-                         list(noises), fixes_picture, second_real)
+                         list(noises), fixes_picture)
         self.calls += 1
         if self.static is None:  # the first batch fixes the shapes and the buffers
             self.static = _Inputs(
@@ -109,8 +108,7 @@ class GraphedUpdate:
                 lengths.clone(), class_ids.clone(),
                 None if inputs.wrong is None else _clone(inputs.wrong),
                 [z.clone() for z in inputs.noises],
-                None if fixes_picture is None else fixes_picture.clone(),
-                None if second_real is None else second_real.clone())
+                None if fixes_picture is None else fixes_picture.clone())
         elif inputs.signature() != self.static.signature():
             self.eager_calls += 1
             return self._update(inputs)
@@ -146,4 +144,4 @@ class GraphedUpdate:
         return update_networks(self.parts, self.cfg, self.rt, self.amp, real=x.real, text=x.text,
                                lengths=x.lengths, class_ids=x.class_ids, wrong=x.wrong,
                                noises=x.noises, autocast_cache=not self.capture,
-                               fixes_picture=x.fixes_picture, second_real=x.second_real)
+                               fixes_picture=x.fixes_picture)

@@ -12,7 +12,7 @@ import torch
 from dmgan.config import DMGANConfig
 from dmgan.device import autocast
 from dmgan.errors import DMGANError
-from dmgan.losses import discriminator_loss, generator_adversarial_loss, generator_loss
+from dmgan.losses import discriminator_loss, generator_loss
 from dmgan.nn.text_encoder import TextEncoding
 from dmgan.train.runtime import Runtime, average_gradients, broadcast_state
 
@@ -50,8 +50,6 @@ class GANParts:
     image_encoder: torch.nn.Module
     scaler: torch.amp.GradScaler
     critics: torch.nn.ModuleList | None = None  # frozen Ds for the preference term (opts.critic)
-    pair_d: torch.nn.Module | None = None  # the pair discriminator (loss.pair_weight)
-    opt_pair: torch.optim.Optimizer | None = None
 
 
 def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[torch.Tensor],
@@ -61,7 +59,6 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                negative_lengths: torch.Tensor | None = None,
                fixes_picture: torch.Tensor | None = None,
                graphed: Callable[..., dict[str, torch.Tensor]] | None = None,
-               second_real: torch.Tensor | None = None,
                ) -> dict[str, torch.Tensor]:
     """One step: the D updates (cfg.train.d_steps per stage), the G update, the EMA update.
 
@@ -69,8 +66,6 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
     negatives (B, T'), negative_lengths (B,): near-miss captions (cfg.train.near_miss_negatives).
     fixes_picture (B,): the captions that fix their picture, the only ones the pixel term
     counts (None: every one).
-    second_real (B, 3, S_0, S_0): another real picture of each caption, for the pair
-    discriminator (loss.pair_weight).
     graphed: replay the D and G updates as a recorded CUDA graph (train --cuda-graphs).
     Returns the step's losses as detached 0-d tensors (no host sync here).
     """
@@ -96,12 +91,11 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                    torch.randn(b, gen.condition_dim, generator=noise_gen).to(dev)]
     if graphed is not None:
         losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
-                         wrong=wrong, noises=noises, fixes_picture=fixes_picture,
-                         second_real=second_real)
+                         wrong=wrong, noises=noises, fixes_picture=fixes_picture)
     else:
         losses = update_networks(p, cfg, rt, amp, real=real, text=text, lengths=lengths,
                                  class_ids=class_ids, wrong=wrong, noises=noises,
-                                 fixes_picture=fixes_picture, second_real=second_real)
+                                 fixes_picture=fixes_picture)
     # --- phase: update the EMA generator --------------------------------------------
     p.ema.update(p.g, step)
     return losses
@@ -112,7 +106,6 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
                     class_ids: torch.Tensor, wrong: TextEncoding | None,
                     noises: list[torch.Tensor], autocast_cache: bool = True,
                     fixes_picture: torch.Tensor | None = None,
-                    second_real: torch.Tensor | None = None,
                     ) -> dict[str, torch.Tensor]:
     """The D updates and the G update of one step, from encoded captions and drawn noise:
     device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
@@ -132,76 +125,35 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     with amp_context():
         out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
                       condition_noise=condition_noise)
+    d_losses = _update_discriminators(p, rt, amp_context, real, out.images, text, wrong)
+
+    # --- phase: update the generator ------------------------------------------------
+    p.ds.requires_grad_(False)
+    with amp_context():
         second = None
         if second_noise is not None:  # the first captions again, from another noise
             n = len(second_noise)
             other = p.g_run(second_noise, text.sentence[:n], text.words[:n], text.mask[:n],
                             condition_noise=condition_noise[:n])
             second = (other, noises[-1], second_noise)
-    d_losses = _update_discriminators(p, rt, amp_context, real, out.images, text, wrong)
-    pairs, d_pair = None, None
-    if p.pair_d is not None:
-        if second is None or second_real is None:
-            raise DMGANError("loss.pair_weight needs the diversity term's second drawing and a "
-                             "second real picture of each caption")
-        pairs = _pairs(real[0], second_real, out.images[0], other.images[0])
-        d_pair = _update_pair_discriminator(p, rt, amp_context, pairs, text)
-
-    # --- phase: update the generator ------------------------------------------------
-    p.ds.requires_grad_(False)
-    if p.pair_d is not None:
-        p.pair_d.requires_grad_(False)
-    with amp_context():
         gl = generator_loss(p.ds, out, text, lengths, p.image_encoder, lo, class_ids, wrong,
                             critics=p.critics, real=real, fixes_picture=fixes_picture,
                             second=second)
-        total, pair_term = gl.total, None
-        if pairs is not None:
-            pair_term = lo.pair_weight * generator_adversarial_loss(
-                [p.pair_d], [pairs[1]], text.sentence[:len(pairs[1])])[0]
-            total = total + pair_term
     p.opt_g.zero_grad(set_to_none=True)
-    p.scaler.scale(total).backward()
+    p.scaler.scale(gl.total).backward()
     p.ds.requires_grad_(True)
-    if p.pair_d is not None:
-        p.pair_d.requires_grad_(True)
     average_gradients(p.g.parameters(), rt)
     p.scaler.step(p.opt_g)
     p.scaler.update()
-    for module in (p.g, p.ds, *([p.pair_d] if p.pair_d is not None else [])):
+    for module in (p.g, p.ds):
         broadcast_state(module, rt, buffers_only=True)
-    return {"g_total": total.detach(), "g_adv": gl.adversarial.detach(),
+    return {"g_total": gl.total.detach(), "g_adv": gl.adversarial.detach(),
             "g_words": gl.damsm_words.detach(), "g_sentence": gl.damsm_sentence.detach(),
             "kl": gl.kl.detach(), **{f"d{i}": x for i, x in enumerate(d_losses)},
             **({"g_preference": gl.preference.detach()}
                if lo.caption_preference_weight > 0 else {}),
             **({"g_pixel": gl.pixel.detach()} if gl.pixel is not None else {}),
-            **({"g_diversity": gl.diversity.detach()} if gl.diversity is not None else {}),
-            **({"g_pair": pair_term.detach(), "d_pair": d_pair} if pair_term is not None else {})}
-
-
-def _pairs(real: torch.Tensor, second_real: torch.Tensor, fake: torch.Tensor,
-           second_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(real pairs, fake pairs), each (n, 6, S, S): two pictures of each of the first n
-    captions side by side in the channels (n: the second drawing's captions)."""
-    n = len(second_fake)
-    return (torch.cat((real[:n], second_real[:n].to(real.dtype)), dim=1),
-            torch.cat((fake[:n], second_fake), dim=1))
-
-
-def _update_pair_discriminator(p: GANParts, rt: Runtime, amp_context, pairs,
-                               text: TextEncoding) -> torch.Tensor:
-    """One update of the pair D: two real pictures of a caption against two drawings of it
-    (and real pairs against the next caption), the released D loss on pairs."""
-    real_pairs, fake_pairs = pairs
-    with amp_context():
-        loss = discriminator_loss(p.pair_d, real_pairs, fake_pairs,
-                                  text.sentence[:len(real_pairs)]).total
-    p.opt_pair.zero_grad(set_to_none=True)
-    p.scaler.scale(loss).backward()
-    average_gradients(p.pair_d.parameters(), rt)
-    p.scaler.step(p.opt_pair)
-    return loss.detach()
+            **({"g_diversity": gl.diversity.detach()} if gl.diversity is not None else {})}
 
 
 def _update_discriminators(p: GANParts, rt: Runtime, amp_context, real, fakes,
