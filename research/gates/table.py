@@ -1,6 +1,8 @@
-"""The study's table from each arm's eval.jsonl (`dmgan eval --metrics oracle compositional`).
+"""The study's table from each arm's eval.jsonl (`dmgan eval --metrics oracle compositional`);
+a column of comma-joined arms shows their mean (e.g. two seeds).
 
     python research/gates/table.py RUNS_FOLDER full no-writing-gate no-response-gate no-memory
+    python research/gates/table.py RUNS_FOLDER full,full-seed1 no-memory,no-memory-seed1
 """
 
 import json
@@ -25,9 +27,13 @@ ROWS = [
 def main() -> None:
     runs, arms = Path(sys.argv[1]), sys.argv[2:]
     values = {}
-    for arm in arms:
-        rows = [json.loads(x) for x in (runs / arm / "eval.jsonl").read_text().splitlines()]
-        values[arm] = {r["metric"]: r["value"] for r in rows}
+    for column in arms:
+        each = []
+        for arm in column.split(","):
+            rows = [json.loads(x) for x in (runs / arm / "eval.jsonl").read_text().splitlines()]
+            each.append({r["metric"]: r["value"] for r in rows})
+        values[column] = {k: sum(e[k] for e in each) / len(each)
+                          for k in each[0] if all(k in e for e in each)}
     print("| | " + " | ".join(arms) + " |")
     print("| --- |" + " --- |" * len(arms))
     for label, keys in ROWS:
