@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 
 import torch
 
-from dmgan import preset
+from dmgan import preset, tuning
 from dmgan.device import available_cores
 from dmgan.tuning import cache_path, configure_threads, probe_layout, probe_threads
 
 
 def test_the_thread_probe_picks_a_measured_count_and_caches_it(monkeypatch, tmp_path):
     monkeypatch.setenv("DMGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "busy_cores", lambda: 0.0)  # a quiet machine
     cfg = preset("tiny")
     n, times, hit = probe_threads(cfg, 4)
     assert not hit and 1 <= n <= available_cores() and n in times
@@ -31,6 +33,32 @@ def test_the_thread_probe_picks_a_measured_count_and_caches_it(monkeypatch, tmp_
         assert configure_threads(cfg=cfg, batch=4) == (1, "OMP_NUM_THREADS")
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_probe_measured_beside_other_work_answers_but_is_not_cached(monkeypatch, tmp_path):
+    """Timed while another process keeps a core busy, more threads measure no faster; such a
+    probe answers for its own run only (and the log says so), so a quiet run later
+    measures again instead of inheriting a one-thread tie."""
+    monkeypatch.setenv("DMGAN_CACHE", str(tmp_path))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(tuning, "available_cores", lambda: 2)
+    reading = tuning.busy_cores
+    monkeypatch.setattr(tuning, "busy_cores", lambda: 1.2)
+    cfg = preset("tiny")
+    before = torch.get_num_threads()
+    try:
+        n, times, hit, busy = probe_threads(cfg, 4, busy=True)
+        assert not hit and busy == 1.2 and n in times
+        assert not cache_path().exists()
+        threads, why = configure_threads(cfg=cfg, batch=4)
+        assert "other work kept 1.2 cores busy: not cached" in why and "(cached)" not in why
+        monkeypatch.setattr(tuning, "busy_cores", lambda: 0.1)  # quiet now: measured, kept
+        assert probe_threads(cfg, 4)[2] is False and probe_threads(cfg, 4)[2] is True
+        assert "not cached" not in configure_threads(cfg=cfg, batch=4)[1]
+    finally:
+        torch.set_num_threads(before)
+    busy = reading(0.05)  # the real reading: a share of this machine's cores
+    assert busy is None or 0.0 <= busy <= (os.cpu_count() or 1) + 1e-6
 
 
 def test_the_layout_probe_answers_even_when_it_cannot_cache(monkeypatch, tmp_path):

@@ -12,7 +12,10 @@ time a command meets a (machine, torch, network, batch) combination, then cached
 
 The cache is a JSON file (`$DMGAN_CACHE` or ~/.cache/dmgan/probes.json) keyed by the CPU
 model, the cores, the torch version and what was probed; each entry keeps the times, so
-the log can say why. A probe that cannot write its cache still answers.
+the log can say why. A probe that cannot write its cache still answers. A thread probe
+measured while other work keeps a core busy answers for that run only and is not cached:
+timed beside another process, 2 threads measure as slow as 1, and a cached tie would hold
+every later run on a quiet machine to one thread.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from dmgan.errors import DMGANError
 from dmgan.fileio import atomic_write_text
 
 TIE = 1.05  # within 5% of the fastest counts as as fast
+BUSY_CORES = 0.5  # other work keeping this many cores busy makes a probe's times local
+PROBES_VERSION = 2  # 2: probes measured on a busy machine are no longer cached
 
 
 def cache_path() -> Path:
@@ -53,11 +58,32 @@ def _machine_key() -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{cpu}|{available_cores()} cores|torch {torch.__version__}"
+    return f"{cpu}|{available_cores()} cores|torch {torch.__version__}|probes v{PROBES_VERSION}"
 
 
-def _cached(what: str, measure) -> tuple[dict, bool]:
-    """(entry, from_cache): the cached entry for `what` on this machine, or measure() stored."""
+def busy_cores(seconds: float = 0.3) -> float | None:
+    """How many of the machine's cores other work kept busy over `seconds` while this
+    process slept (Linux /proc/stat); None where that cannot be read."""
+    def read() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(x) for x in f.readline().split()[1:9]]
+        return sum(values), values[3] + values[4]  # all, idle + iowait
+
+    try:
+        total0, idle0 = read()
+        time.sleep(seconds)
+        total1, idle1 = read()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / (total1 - total0))
+
+
+def _cached(what: str, measure, *, quiet_only: bool = False) -> tuple[dict, bool]:
+    """(entry, from_cache): the cached entry for `what` on this machine, or measure() stored;
+    `quiet_only`: stored only when other work kept under BUSY_CORES cores busy (else the
+    entry says how many, under "busy_cores")."""
     path, key = cache_path(), f"{_machine_key()}|{what}"
     try:
         table = json.loads(path.read_text()) if path.is_file() else {}
@@ -65,7 +91,10 @@ def _cached(what: str, measure) -> tuple[dict, bool]:
         table = {}
     if key in table:
         return table[key], True
+    busy = busy_cores() if quiet_only else None
     entry = measure()
+    if busy is not None and busy >= BUSY_CORES:
+        return {**entry, "busy_cores": round(busy, 2)}, False  # this run's answer only
     table[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,9 +125,10 @@ def _inputs(cfg, batch: int, words: int = 12):
 PROBE_BATCH = 4  # at most: the probe stays a few seconds for the large presets
 
 
-def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
+def probe_threads(cfg, batch: int, *, busy: bool = False):
     """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator
-    (forward and backward, at the batch or PROBE_BATCH, whichever is smaller)."""
+    (forward and backward, at the batch or PROBE_BATCH, whichever is smaller); with `busy`,
+    also the cores other work kept busy when it was measured and not cached (else None)."""
     from dmgan.models import build_generator
 
     cores = available_cores()
@@ -123,10 +153,12 @@ def probe_threads(cfg, batch: int) -> tuple[int, dict, bool]:
         return {"times_s": times}
 
     probe = max(2, min(batch, PROBE_BATCH))
-    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {probe}", measure)
+    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {probe}", measure,
+                         quiet_only=True)
     times = {int(k): v for k, v in entry["times_s"].items()}
     best = min(times.values())
-    return min(n for n, t in times.items() if t <= best * TIE), times, hit
+    n = min(n for n, t in times.items() if t <= best * TIE)
+    return (n, times, hit, entry.get("busy_cores")) if busy else (n, times, hit)
 
 
 def probe_layout(generator: torch.nn.Module, cfg, batch: int = 1) -> tuple[bool, dict, bool]:
@@ -210,9 +242,10 @@ def configure_threads(requested: int | None = None, *, cfg=None,
     elif os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         n, why = int(os.environ["OMP_NUM_THREADS"]), "OMP_NUM_THREADS"
     elif cfg is not None and batch and available_cores() > 1:
-        n, times, hit = probe_threads(cfg, batch)
+        n, times, hit, busy = probe_threads(cfg, batch, busy=True)
         why = ("measured fastest: " + ", ".join(f"{k}: {v:.3f} s" for k, v in times.items())
-               + (" (cached)" if hit else ""))
+               + (" (cached)" if hit else "")
+               + (f" (other work kept {busy:.1f} cores busy: not cached)" if busy else ""))
     else:
         cores = available_cores()
         n = min(cores, MAX_AUTO_THREADS)
