@@ -35,6 +35,26 @@ def test_the_thread_probe_picks_a_measured_count_and_caches_it(monkeypatch, tmp_
         torch.set_num_threads(before)
 
 
+def test_the_thread_probe_times_the_training_batch_within_its_budget(monkeypatch, tmp_path):
+    """A small network at batch 4 ties on one and two threads where it runs 1.5x faster on
+    two at its training batch of 32: the probe times the training batch when one call at
+    one thread stays under PROBE_SECONDS, else the most of it that does (PROBE_BATCH at
+    least)."""
+    monkeypatch.setenv("DMGAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "busy_cores", lambda: 0.0)
+    cfg = preset("tiny")
+
+    def probed(batch):
+        probe_threads(cfg, batch)
+        table = json.loads(cache_path().read_text())
+        return next(v for k, v in table.items() if k.endswith(f"|batch {batch}"))["probe_batch"]
+
+    assert probed(24) == 24  # the tiny preset is fast: the whole training batch
+    monkeypatch.setattr(tuning, "PROBE_SECONDS", 1e-9)  # a budget nothing fits
+    assert probed(32) == tuning.PROBE_BATCH
+    assert probed(3) == 3  # never more than the training batch
+
+
 def test_a_probe_measured_beside_other_work_answers_but_is_not_cached(monkeypatch, tmp_path):
     """Timed while another process keeps a core busy, more threads measure no faster; such a
     probe answers for its own run only (and the log says so), so a quiet run later

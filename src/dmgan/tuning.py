@@ -2,8 +2,11 @@
 time a command meets a (machine, torch, network, batch) combination, then cached.
 
 - the CPU thread count of a training process (`probe_threads`): the preset's generator,
-  forward and backward at the training batch (at most 4), timed at 1, 2, 4, ... threads up to the
-  cores this process may use; the fastest wins, ties (within 5%) go to fewer threads;
+  forward and backward at the training batch (or as much of it as one call at one thread
+  does in PROBE_SECONDS, at least PROBE_BATCH), timed at 1, 2, 4, ... threads up to the
+  cores this process may use; the fastest wins, ties (within 5%) go to fewer threads. A
+  small network at a small batch gains nothing from a second thread that it gains at the
+  training batch (shapes32: a tie at batch 4, 1.57x faster on 2 threads at batch 32);
 - the memory layout of inference (`probe_layout`): the generator prepared for inference
   (batch norms folded) in contiguous and in channels_last layout, timed at batch 1;
 - how large host memory is allocated (`probe_allocator`): filling fresh 256 MiB tensors
@@ -42,7 +45,7 @@ from dmgan.fileio import atomic_write_text
 
 TIE = 1.05  # within 5% of the fastest counts as as fast
 BUSY_CORES = 0.5  # other work keeping this many cores busy makes a probe's times local
-PROBES_VERSION = 2  # 2: probes measured on a busy machine are no longer cached
+PROBES_VERSION = 3  # 2: probes on a busy machine not cached; 3: threads at the training batch
 
 
 def cache_path() -> Path:
@@ -122,13 +125,15 @@ def _inputs(cfg, batch: int, words: int = 12):
             torch.zeros(batch, words, dtype=torch.bool))
 
 
-PROBE_BATCH = 4  # at most: the probe stays a few seconds for the large presets
+PROBE_BATCH = 4  # the thread probe's batch at least (when training's is as large)
+PROBE_SECONDS = 0.3  # the thread probe's batch at most: one call at one thread this long
 
 
 def probe_threads(cfg, batch: int, *, busy: bool = False):
     """(threads, {threads: seconds}, from_cache) for a training step of cfg's generator
-    (forward and backward, at the batch or PROBE_BATCH, whichever is smaller); with `busy`,
-    also the cores other work kept busy when it was measured and not cached (else None)."""
+    (forward and backward, at the training batch or as much of it as PROBE_SECONDS allows);
+    with `busy`, also the cores other work kept busy when it was measured and not cached
+    (else None). The entry keeps the batch it timed ("probe_batch")."""
     from dmgan.models import build_generator
 
     cores = available_cores()
@@ -136,24 +141,27 @@ def probe_threads(cfg, batch: int, *, busy: bool = False):
 
     def measure() -> dict:
         g = build_generator(cfg).train().to(memory_format=torch.channels_last)
-        inputs = _inputs(cfg, max(2, min(batch, PROBE_BATCH)))
         before = torch.get_num_threads()
+
+        def step(inputs):
+            out = g(*inputs)
+            sum(x.float().mean() for x in out.images).backward()
+
         times = {}
         try:
+            torch.set_num_threads(1)
+            pair = _inputs(cfg, 2)
+            per_image = _seconds(lambda: step(pair), repeats=1) / 2
+            size = max(min(batch, PROBE_BATCH), min(batch, int(PROBE_SECONDS / per_image)))
+            inputs = _inputs(cfg, max(2, size))
             for n in candidates:
                 torch.set_num_threads(n)
-
-                def step():
-                    out = g(*inputs)
-                    sum(x.float().mean() for x in out.images).backward()
-
-                times[str(n)] = round(_seconds(step, repeats=2), 4)
+                times[str(n)] = round(_seconds(lambda: step(inputs), repeats=2), 4)
         finally:
             torch.set_num_threads(before)
-        return {"times_s": times}
+        return {"times_s": times, "probe_batch": max(2, size)}
 
-    probe = max(2, min(batch, PROBE_BATCH))
-    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {probe}", measure,
+    entry, hit = _cached(f"threads|{cfg.name}|{cfg.generator.gf_dim}|batch {batch}", measure,
                          quiet_only=True)
     times = {int(k): v for k, v in entry["times_s"].items()}
     best = min(times.values())
