@@ -6,8 +6,10 @@ Phases (seconds, share of the wall time, milliseconds per step):
   setup        from the call to the first step (data, encoders, networks, critic)
   data wait    the training loop waiting on the loader for a batch
   step         the training step (train.step.train_step), split into
-    text encoder, G forward, D forwards, critic forwards, image encoder (DAMSM), backward,
-    optimizer steps, EMA, and "other" (losses' own arithmetic, noise, bookkeeping)
+    text encoder, G forward, D forwards (their image features), D heads (match logits with
+    their word reading, unconditional logits; the critics' too), critic forwards, image encoder (DAMSM),
+    DAMSM losses (word and sentence), backward, optimizer steps, EMA, and "other" (the
+    other losses' arithmetic, noise, bookkeeping)
   samples, checkpoints (ckpt-*.pt and best.pt), evaluation (the snapshot metrics)
   loop other   logging, progress, the rest of the loop
 
@@ -126,7 +128,9 @@ def main() -> None:
     from benchlib import machine_record
 
     from dmgan.config import override, preset
+    from dmgan.losses import generator as generator_losses
     from dmgan.metrics.snapshot import SnapshotEvaluator
+    from dmgan.nn.discriminator import Discriminator
     from dmgan.train import gan
     from dmgan.train import step as step_module
 
@@ -214,6 +218,20 @@ def main() -> None:
 
     torch.Tensor.backward = backward
     torch.optim.Adam.step = adam_step
+
+    def as_part(fn, name):
+        def timed_call(*a, **k):
+            with phases.part(name):
+                return fn(*a, **k)
+
+        return timed_call
+
+    # the Ds' heads (match logits with their word reading) and the DAMSM losses: methods and
+    # functions, not module forwards
+    Discriminator.cond_logits = as_part(Discriminator.cond_logits, "D heads")
+    Discriminator.uncond_logits = as_part(Discriminator.uncond_logits, "D heads")
+    generator_losses.words_loss = as_part(generator_losses.words_loss, "DAMSM losses")
+    generator_losses.sentence_loss = as_part(generator_losses.sentence_loss, "DAMSM losses")
     real_ema = step_module.EMA.update
 
     def ema_update(self, *a, **k):
@@ -234,8 +252,8 @@ def main() -> None:
         wall = time.perf_counter() - t_start
 
     steps = counts["steps"]
-    inside = ["text encoder", "G forward", "D forwards", "critic forwards", "image encoder",
-              "backward", "optimizer steps", "EMA"]
+    inside = ["text encoder", "G forward", "D forwards", "D heads", "critic forwards",
+              "image encoder", "DAMSM losses", "backward", "optimizer steps", "EMA"]
     step_other = phases.seconds["step"] - sum(phases.seconds[k] for k in inside)
     outer = ["setup", "data wait", "step", "samples", "checkpoints", "evaluation"]
     loop_other = wall - sum(phases.seconds[k] for k in outer)
