@@ -55,7 +55,8 @@ def test_older_files_load_under_the_new_names_and_retired_fields_are_refused_whe
     old["train"]["contrast_negatives"] = old["train"].pop("near_miss_negatives")
     old["damsm"]["contrast_negatives"] = old["damsm"].pop("near_miss_negatives")
     old["loss"] |= {"adversarial": "bce", "ma_gp_weight": 0.0, "ma_gp_power": 6.0,
-                    "pixel_norm": "l2", "pixel_stages": 0, "damsm_contrast_weight": 0.0}
+                    "pixel_norm": "l2", "pixel_stages": 0, "damsm_contrast_weight": 0.0,
+                    "pair_weight": 0.0}
     old["train"] |= {"hard_negatives": False, "sample_condition": True}
     old["data"] |= {"shapes_background_negative": 0.0, "shapes_two_object_share": 0.5,
                     "shapes_contrast_shape_share": 0.0}
@@ -63,7 +64,8 @@ def test_older_files_load_under_the_new_names_and_retired_fields_are_refused_whe
     assert DMGANConfig.from_dict(old) == preset("shapes")
     for section, name, value in (("loss", "adversarial", "hinge"),
                                  ("train", "sample_condition", False),
-                                 ("data", "shapes_two_object_share", 0.8)):
+                                 ("data", "shapes_two_object_share", 0.8),
+                                 ("loss", "pair_weight", 1.0)):
         changed = {**old, section: {**old[section], name: value}}
         with pytest.raises(ConfigError, match=f"{section}.{name}=.* was retired"):
             DMGANConfig.from_dict(changed)
