@@ -25,7 +25,8 @@ def run_case(args: argparse.Namespace, batch: int, variant: str) -> dict:
     from benchlib import count_flops, machine_record, median_seconds, peak_memory_mib
 
     from dmgan import build_generator, preset
-    from dmgan.device import autocast, configure_allocator
+    from dmgan.device import autocast
+    from dmgan.tuning import configure_allocator
 
     configure_allocator()  # as every dmgan command does ($DMGAN_ALLOCATOR to choose)
     torch.manual_seed(0)

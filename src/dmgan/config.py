@@ -150,7 +150,7 @@ RETIRED = {
     ("loss", "damsm_contrast_weight"): 0.0,
     ("loss", "pixel_norm"): "l2",
     ("loss", "pixel_stages"): 0,
-    ("loss", "pair_weight"): 0.0,  # the pair discriminator (research/pairs)
+    ("loss", "pair_weight"): 0.0,  # the pair discriminator
     ("train", "hard_negatives"): False,
     ("train", "sample_condition"): True,
     ("data", "shapes_background_negative"): 0.0,
