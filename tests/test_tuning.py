@@ -49,7 +49,8 @@ def test_the_thread_probe_times_the_training_batch_within_its_budget(monkeypatch
         table = json.loads(cache_path().read_text())
         return next(v for k, v in table.items() if k.endswith(f"|batch {batch}"))["probe_batch"]
 
-    assert probed(24) == 24  # the tiny preset is fast: the whole training batch
+    monkeypatch.setattr(tuning, "PROBE_SECONDS", 60.0)  # a budget the whole batch fits
+    assert probed(24) == 24
     monkeypatch.setattr(tuning, "PROBE_SECONDS", 1e-9)  # a budget nothing fits
     assert probed(32) == tuning.PROBE_BATCH
     assert probed(3) == 3  # never more than the training batch
