@@ -1,17 +1,16 @@
 #!/bin/bash
-# The diversity term on pooled pictures (issue 40): the gate study's "full" arm
-# (research/gates/run.sh: same DAMSM, recipe, steps) with the mode-seeking term measured on
-# each picture averaged to GRID x GRID cells. Needs the package with pooled.patch applied
-# (e.g. a git worktree, put first with DMGAN="env PYTHONPATH=WORKTREE/src python -m dmgan").
-# Usage: research/coarse_diversity/run.sh GATES_RUNS_FOLDER GRID [SEED]   (one thread)
+# One arm of the gate study's recipe (run.sh here: its DAMSM, the shapes32 world with the
+# diversity term, 2,500 steps), trained and judged, for studies that change one thing by a
+# patched package (DMGAN, e.g. "env PYTHONPATH=WORKTREE/src python -m dmgan") and its
+# environment switch, which passes through.
+# Usage: research/gates/arm.sh RUNS_FOLDER NAME [SEED]   (one thread)
 set -euo pipefail
-R=${1:?usage: run.sh GATES_RUNS_FOLDER GRID [SEED]}
-GRID=${2:?usage: run.sh GATES_RUNS_FOLDER GRID [SEED]}
+R=${1:?usage: arm.sh RUNS_FOLDER NAME [SEED]}
+NAME=${2:?usage: arm.sh RUNS_FOLDER NAME [SEED]}
 SEED=${3:-0}
-NAME=grid$GRID$( [ "$SEED" = 0 ] || echo "-seed$SEED" )
 STEPS=${STEPS:-2500}
 DMGAN=${DMGAN:-dmgan}
-export OMP_NUM_THREADS=1 DIVERSITY_GRID=$GRID
+export OMP_NUM_THREADS=1
 W="--set data.shapes_partial_share=0.5 --set data.shapes_plural_share=0.5 --set data.shapes_held_out=true"
 ckpt=$(printf "%s/%s/ckpt-%08d.pt" "$R" "$NAME" "$STEPS")
 if [ ! -f "$ckpt" ]; then
