@@ -18,19 +18,7 @@ if [ ! -f "$R/damsm/damsm.pt" ]; then
 fi
 arm() {  # NAME, then the arm's own switches
   local name=$1$SUFFIX; shift
-  local ckpt
-  ckpt=$(printf "%s/%s/ckpt-%08d.pt" "$R" "$name" "$STEPS")
-  if [ ! -f "$ckpt" ]; then
-    $DMGAN train --preset shapes32 --data shapes --damsm "$R/damsm/damsm.pt" --out "$R/$name" \
-      --device cpu --threads 1 --workers 0 --max-steps "$STEPS" --ckpt-every 500 \
-      --eval-every "$STEPS" --seed "$SEED" ${TRAIN_EXTRA:-} $W --set loss.diversity_weight=1 "$@" \
-      $( [ -d "$R/$name" ] && echo --resume )
-  fi
-  if [ ! -f "$R/$name/eval.jsonl" ]; then
-    $DMGAN eval --checkpoint "$ckpt" --data shapes --num-images "${JUDGE:-500}" \
-      --metrics oracle compositional --out "$R/$name/eval.jsonl.tmp"
-    mv "$R/$name/eval.jsonl.tmp" "$R/$name/eval.jsonl"
-  fi
+  SEED=$SEED "$(dirname "$0")/arm.sh" "$R" "$name" ${TRAIN_EXTRA:-} "$@"
 }
 arm full
 arm no-writing-gate --set generator.writing_gate=false
