@@ -119,6 +119,61 @@ def test_the_pixel_term_counts_only_captions_that_fix_their_picture():
     torch.testing.assert_close(some.pixel, want)
 
 
+def test_with_pixel_candidates_the_pixel_term_counts_every_caption():
+    """Drawn as the nearest of several noises' pictures, a caption that leaves things free
+    has a real picture to be pulled toward (not the blur of its many): every caption counts."""
+    from dmgan.losses import generator_loss
+
+    cfg = override(preset("tiny"), ["loss.pixel_weight=4", "loss.pixel_candidates=3"])
+    ds, image_encoder, out, text, lengths = _generator_loss_inputs(cfg)
+    own = text()
+    real = [x.flip(0) for x in out.images]
+    every = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real)
+    some = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real,
+                          fixes_picture=torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(some.pixel, every.pixel)
+    with pytest.raises(ConfigError, match="pixel_candidates"):
+        override(preset("tiny"), ["loss.pixel_candidates=0"])
+
+
+def test_the_nearest_noise_is_the_one_whose_pictures_are_nearest_the_real_ones():
+    """Per caption, of K noises G draws from (the condition code's draw shared), the step
+    trains on the one whose pictures are nearest to the caption's real ones by the pixel
+    term, summed over stages."""
+    from dmgan.losses.generator import pixel_distances
+    from dmgan.models import build_generator
+    from dmgan.nn.text_encoder import TextEncoding
+    from dmgan.train.step import StepNoises, draw_noises, nearest_noise
+
+    cfg = override(preset("tiny"), ["loss.pixel_weight=1", "loss.pixel_object_weight=9",
+                                    "loss.pixel_candidates=4"])
+    torch.manual_seed(0)
+    g = build_generator(cfg).eval()  # eval: each picture does not depend on the batch
+    b, t, dim = 3, 5, cfg.text.embed_dim
+    text = TextEncoding(words=torch.randn(b, dim, t), sentence=torch.randn(b, dim),
+                        mask=torch.zeros(b, t, dtype=torch.bool))
+    drawn = StepNoises.split(cfg, draw_noises(cfg, b, torch.Generator().manual_seed(1), "cpu"))
+    assert drawn.second is None and drawn.candidates.shape == (3 * b, cfg.generator.z_dim)
+    z, cond = drawn.d_steps[-1], drawn.condition
+    every = torch.cat([z, drawn.candidates]).view(4, b, -1)
+
+    def draw(noise):
+        return g(noise, text.sentence, text.words, text.mask, condition_noise=cond).images
+
+    # the real pictures: candidate j's drawing of caption i for a chosen j per caption
+    want = torch.tensor([2, 0, 3])
+    real = [torch.stack([draw(every[j])[s][i] for i, j in enumerate(want.tolist())])
+            for s in range(cfg.generator.num_stages)]
+    chosen = nearest_noise(g, cfg, real, text, z, drawn.candidates, cond)
+    torch.testing.assert_close(chosen, every[want, torch.arange(b)])
+    # and by the distance the pixel term uses: nearest, not first
+    real = [x + 0.3 * torch.randn_like(x) for x in draw(every[1])]
+    chosen = nearest_noise(g, cfg, real, text, z, drawn.candidates, cond)
+    apart = torch.stack([sum(pixel_distances(f, r, 9.0) for f, r in zip(draw(every[j]), real))
+                         for j in range(4)])
+    torch.testing.assert_close(chosen, every[apart.argmin(0), torch.arange(b)])
+
+
 def test_a_caption_fixes_its_picture_when_it_says_everything():
     from dmgan.config import DataConfig
     from dmgan.data.shapes import PARTS, ShapesDataset

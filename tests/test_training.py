@@ -81,6 +81,19 @@ def test_the_diversity_term_trains_on_captions_that_leave_things_free(tmp_path, 
     assert all(0 < r["g_diversity"] < float("inf") for r in records)
 
 
+def test_pixel_candidates_train_on_every_caption(tmp_path, damsm):
+    """With loss.pixel_candidates, each step draws G's pictures from several noises and trains
+    on the nearest; with the diversity term both share the condition code's draw."""
+    from dmgan.config import override
+
+    cfg = override(tiny_config(), ["loss.pixel_weight=10", "loss.pixel_candidates=3",
+                                   "loss.diversity_weight=1", "data.shapes_partial_share=1"])
+    train_gan(cfg, _opts(tmp_path / "run", damsm, max_steps=2, log_every=1))
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert all(0 < r["g_pixel"] < float("inf") for r in records)
+
+
 def _weights(path):
     _, payload = load_checkpoint(path)
     return payload

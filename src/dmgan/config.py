@@ -70,6 +70,7 @@ class LossConfig:
     caption_preference_weight: float = 0.0  # G pays when a D prefers the near-miss caption on its image
     pixel_weight: float = 0.0  # G pays the squared difference to its caption's real picture; 0: released
     pixel_object_weight: float = 0.0  # in the pixel term, objects' pixels count 1 + this times
+    pixel_candidates: int = 1  # G trains on the nearest to the real of this many noises' pictures
     diversity_weight: float = 0.0  # G pays when two noises give alike pictures of a caption with freedom
 
 
@@ -277,6 +278,7 @@ def validate(cfg: DMGANConfig) -> DMGANConfig:
         (lo.caption_preference_weight >= 0, "loss.caption_preference_weight must be >= 0"),
         (lo.pixel_weight >= 0, "loss.pixel_weight must be >= 0"),
         (lo.pixel_object_weight >= 0, "loss.pixel_object_weight must be >= 0"),
+        (lo.pixel_candidates >= 1, "loss.pixel_candidates must be >= 1"),
         (lo.diversity_weight >= 0, "loss.diversity_weight must be >= 0"),
         (tr.epochs >= 0, "train.epochs must be >= 0"),
         (tr.lr_g > 0 and tr.lr_d > 0, "train.lr_g and lr_d must be > 0"),

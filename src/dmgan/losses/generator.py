@@ -49,17 +49,24 @@ def object_mask(real: torch.Tensor) -> torch.Tensor:
     return ((real - background).abs() > OBJECT_THRESHOLD).any(dim=1, keepdim=True).to(real.dtype)
 
 
-def pixel_difference(fake: torch.Tensor, real: torch.Tensor, object_weight: float = 0.0,
-                     picked: torch.Tensor | None = None) -> torch.Tensor:
-    """The mean squared difference of two image batches; with `object_weight`, the pixels
-    off the real picture's background count 1 + that times; with `picked` (B,) of 0/1, only
-    those pictures count (the batch's mean with the others at zero)."""
+def pixel_distances(fake: torch.Tensor, real: torch.Tensor,
+                    object_weight: float = 0.0) -> torch.Tensor:
+    """(B,): each picture's mean squared difference to its real one; with `object_weight`,
+    the pixels off the real picture's background count 1 + that times."""
     per_pixel = (fake - real).square()
     if object_weight > 0:
         per_pixel = per_pixel * (1 + object_weight * object_mask(real))
+    return per_pixel.flatten(1).mean(1)
+
+
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor, object_weight: float = 0.0,
+                     picked: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch's mean of `pixel_distances`; with `picked` (B,) of 0/1, only those pictures
+    count (the batch's mean with the others at zero)."""
+    apart = pixel_distances(fake, real, object_weight)
     if picked is None:
-        return per_pixel.mean()
-    return (per_pixel.flatten(1).mean(1) * picked.to(per_pixel.dtype)).mean()
+        return apart.mean()
+    return (apart * picked.to(apart.dtype)).mean()
 
 
 DIVERSITY_EPS = 1e-5
@@ -121,8 +128,10 @@ def generator_loss(
     if loss.pixel_weight > 0:
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
+        # drawn as the nearest of several noises, a caption that leaves things free counts too
+        picked = fixes_picture if loss.pixel_candidates == 1 else None
         pixel = loss.pixel_weight * sum(
-            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight, fixes_picture)
+            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight, picked)
             for fake, r in zip(out.images, real, strict=True))
         total = total + pixel
     diversity = None

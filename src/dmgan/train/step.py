@@ -13,6 +13,7 @@ from dmgan.config import DMGANConfig
 from dmgan.device import autocast
 from dmgan.errors import DMGANError
 from dmgan.losses import discriminator_loss, generator_loss
+from dmgan.losses.generator import pixel_distances
 from dmgan.nn.text_encoder import TextEncoding
 from dmgan.train.runtime import Runtime, average_gradients, broadcast_state
 
@@ -80,15 +81,7 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
                 raise DMGANError("train.near_miss_negatives needs data that makes near-miss "
                                  "captions (the built-in shapes data)")
             wrong = p.text_encoder(negatives, negative_lengths)
-    # one noise per D step, drawn in the order the updates use them, then (with the
-    # diversity term) the second noise of half the batch's captions and the condition
-    # code's draw that both pictures of a caption share (so only the noise tells them apart)
-    b, gen = len(lengths), cfg.generator
-    noises = [torch.randn(b, gen.z_dim, generator=noise_gen).to(dev)
-              for _ in range(cfg.train.d_steps)]
-    if cfg.loss.diversity_weight > 0:
-        noises += [torch.randn(max(1, b // 2), gen.z_dim, generator=noise_gen).to(dev),
-                   torch.randn(b, gen.condition_dim, generator=noise_gen).to(dev)]
+    noises = draw_noises(cfg, len(lengths), noise_gen, dev)
     if graphed is not None:
         losses = graphed(real=real, text=text, lengths=lengths, class_ids=class_ids,
                          wrong=wrong, noises=noises, fixes_picture=fixes_picture)
@@ -101,6 +94,66 @@ def train_step(parts: GANParts, cfg: DMGANConfig, rt: Runtime, *, real: list[tor
     return losses
 
 
+@dataclass
+class StepNoises:
+    """The noises one step draws, split from the flat list a CUDA graph takes as inputs."""
+
+    d_steps: list[torch.Tensor]  # one per D step; the last is G's (B, Z)
+    second: torch.Tensor | None  # the diversity term's other noise, for the first B // 2 captions
+    condition: torch.Tensor | None  # the condition code's draw, shared by a caption's pictures
+    candidates: torch.Tensor | None  # ((K - 1) * B, Z): G's other noises to choose from
+
+    @classmethod
+    def split(cls, cfg: DMGANConfig, noises: list[torch.Tensor]) -> StepNoises:
+        lo, n = cfg.loss, cfg.train.d_steps
+        rest = iter(noises[n:])
+        second = next(rest) if lo.diversity_weight > 0 else None
+        condition = next(rest) if lo.diversity_weight > 0 or lo.pixel_candidates > 1 else None
+        candidates = next(rest) if lo.pixel_candidates > 1 else None
+        return cls(noises[:n], second, condition, candidates)
+
+
+def draw_noises(cfg: DMGANConfig, b: int, noise_gen: torch.Generator | None,
+                dev: torch.device) -> list[torch.Tensor]:
+    """One noise per D step, drawn in the order the updates use them; then (the diversity
+    term) the second noise of half the batch's captions; then (the diversity term or pixel
+    candidates) the condition code's draw that a caption's pictures share, so only the noise
+    tells them apart; then (pixel candidates) G's other noises."""
+    gen, lo = cfg.generator, cfg.loss
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=noise_gen).to(dev)
+
+    noises = [draw(b, gen.z_dim) for _ in range(cfg.train.d_steps)]
+    if lo.diversity_weight > 0:
+        noises.append(draw(max(1, b // 2), gen.z_dim))
+    if lo.diversity_weight > 0 or lo.pixel_candidates > 1:
+        noises.append(draw(b, gen.condition_dim))
+    if lo.pixel_candidates > 1:
+        noises.append(draw((lo.pixel_candidates - 1) * b, gen.z_dim))
+    return noises
+
+
+@torch.no_grad()
+def nearest_noise(g: torch.nn.Module, cfg: DMGANConfig, real: list[torch.Tensor],
+                  text: TextEncoding, z: torch.Tensor, candidates: torch.Tensor,
+                  condition: torch.Tensor) -> torch.Tensor:
+    """(B, Z): per caption, of the noise `z` and its K - 1 `candidates`, the one whose pictures
+    are nearest to the caption's real ones by the pixel term (conditional IMLE: each real
+    picture pulls the nearest of G's drawings, so the drawings come to cover what a caption
+    leaves free instead of blurring into its mean). Device work only."""
+    b = len(z)
+    k = 1 + len(candidates) // b
+    zs = torch.cat([z, candidates])  # candidate j of caption i at j * B + i
+    out = g(zs, text.sentence.repeat(k, 1), text.words.repeat(k, 1, 1), text.mask.repeat(k, 1),
+            condition_noise=condition.repeat(k, 1))
+    apart = sum(pixel_distances(fake, r.to(fake.dtype).repeat(k, 1, 1, 1),
+                                cfg.loss.pixel_object_weight)
+                for fake, r in zip(out.images, real, strict=True))
+    best = apart.view(k, b).argmin(0)
+    return zs.view(k, b, -1)[best, torch.arange(b, device=z.device)]
+
+
 def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
                     real: list[torch.Tensor], text: TextEncoding, lengths: torch.Tensor,
                     class_ids: torch.Tensor, wrong: TextEncoding | None,
@@ -110,9 +163,9 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
     """The D updates and the G update of one step, from encoded captions and drawn noise:
     device work only (no host sync, no data-dependent shape), so a CUDA graph can record it."""
     lo = cfg.loss
-    second_noise, condition_noise = (noises[cfg.train.d_steps:] if lo.diversity_weight > 0
-                                     else (None, None))
-    noises = noises[:cfg.train.d_steps]
+    drawn = StepNoises.split(cfg, noises)
+    second_noise, condition_noise = drawn.second, drawn.condition
+    noises = drawn.d_steps
 
     def amp_context():
         return autocast(rt.device, amp, cache=autocast_cache)
@@ -122,6 +175,10 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
         with torch.no_grad(), amp_context():
             fakes = p.g_run(z, text.sentence, text.words, text.mask).images
         _update_discriminators(p, rt, amp_context, real, fakes, text, wrong)
+    if drawn.candidates is not None:
+        with amp_context():
+            noises[-1] = nearest_noise(p.g_run, cfg, real, text, noises[-1], drawn.candidates,
+                                       condition_noise)
     with amp_context():
         out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
                       condition_noise=condition_noise)
