@@ -169,7 +169,8 @@ def test_the_nearest_noise_is_the_one_whose_pictures_are_nearest_the_real_ones()
     # and by the distance the pixel term uses: nearest, not first
     real = [x + 0.3 * torch.randn_like(x) for x in draw(every[1])]
     chosen = nearest_noise(g, cfg, real, text, z, drawn.candidates, cond)
-    apart = torch.stack([sum(pixel_distances(f, r, 9.0) for f, r in zip(draw(every[j]), real))
+    apart = torch.stack([sum(pixel_distances(f, r, 9.0)
+                             for f, r in zip(draw(every[j]), real, strict=True))
                          for j in range(4)])
     torch.testing.assert_close(chosen, every[apart.argmin(0), torch.arange(b)])
 

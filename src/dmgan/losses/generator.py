@@ -106,7 +106,8 @@ def generator_loss(
     run's own Ds. `real`: the captions' real images per stage, for the pixel term
     (loss.pixel_weight); `fixes_picture` (B,): the captions whose picture the caption fixes,
     the only ones the pixel term then counts (a caption that leaves things free has many
-    pictures, whose mean is a blur). `second`: (G's output on the same captions from another
+    pictures, whose mean is a blur) unless G's drawing is the nearest of several
+    (loss.pixel_candidates > 1). `second`: (G's output on the same captions from another
     noise, the noise of `out`, that other noise), for the diversity term
     (loss.diversity_weight), counted on the captions that do not fix their picture."""
     use_preference = loss.caption_preference_weight > 0 and wrong is not None

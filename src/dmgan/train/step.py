@@ -141,7 +141,9 @@ def nearest_noise(g: torch.nn.Module, cfg: DMGANConfig, real: list[torch.Tensor]
     """(B, Z): per caption, of the noise `z` and its K - 1 `candidates`, the one whose pictures
     are nearest to the caption's real ones by the pixel term (conditional IMLE: each real
     picture pulls the nearest of G's drawings, so the drawings come to cover what a caption
-    leaves free instead of blurring into its mean). Device work only."""
+    leaves free instead of blurring into its mean). Device work only. In training mode G's
+    batch norms see the K x B drawings here and the B chosen ones in the step, so the step's
+    pictures are near, not equal, to the ones chosen."""
     b = len(z)
     k = 1 + len(candidates) // b
     zs = torch.cat([z, candidates])  # candidate j of caption i at j * B + i
