@@ -123,6 +123,7 @@ def test_with_pixel_candidates_the_pixel_term_counts_every_caption():
     """Drawn as the nearest of several noises' pictures, a caption that leaves things free
     has a real picture to be pulled toward (not the blur of its many): every caption counts."""
     from dmgan.losses import generator_loss
+    from dmgan.losses.generator import pixel_distances
 
     cfg = override(preset("tiny"), ["loss.pixel_weight=4", "loss.pixel_candidates=3"])
     ds, image_encoder, out, text, lengths = _generator_loss_inputs(cfg)
@@ -132,14 +133,26 @@ def test_with_pixel_candidates_the_pixel_term_counts_every_caption():
     some = generator_loss(ds, out, own, lengths, image_encoder, cfg.loss, real=real,
                           fixes_picture=torch.tensor([1.0, 0.0, 0.0]))
     torch.testing.assert_close(some.pixel, every.pixel)
+    # the object weight counts on the captions that fix their picture only: weighted, a free
+    # object drawn twice would pay
+    weighted = override(cfg, ["loss.pixel_object_weight=9"]).loss
+    fixed = torch.tensor([1.0, 0.0, 1.0])
+    real = [x.roll(1, 0) for x in out.images]
+    got = generator_loss(ds, out, own, lengths, image_encoder, weighted, real=real,
+                         fixes_picture=fixed).pixel
+    want = sum(torch.where(fixed.bool(), pixel_distances(f, r, 9.0), pixel_distances(f, r)).mean()
+               for f, r in zip(out.images, real, strict=True))
+    torch.testing.assert_close(got, 4 * want)
+    assert not torch.allclose(got, 4 * sum(pixel_distances(f, r, 9.0).mean()
+                                           for f, r in zip(out.images, real, strict=True)))
     with pytest.raises(ConfigError, match="pixel_candidates"):
         override(preset("tiny"), ["loss.pixel_candidates=0"])
 
 
 def test_the_nearest_noise_is_the_one_whose_pictures_are_nearest_the_real_ones():
     """Per caption, of K noises G draws from (the condition code's draw shared), the step
-    trains on the one whose pictures are nearest to the caption's real ones by the pixel
-    term, summed over stages."""
+    trains on the one whose pictures are nearest to the caption's real ones (every pixel
+    alike, summed over stages); a caption that fixes its picture keeps its first noise."""
     from dmgan.losses.generator import pixel_distances
     from dmgan.models import build_generator
     from dmgan.nn.text_encoder import TextEncoding
@@ -164,12 +177,15 @@ def test_the_nearest_noise_is_the_one_whose_pictures_are_nearest_the_real_ones()
     want = torch.tensor([2, 0, 3])
     real = [torch.stack([draw(every[j])[s][i] for i, j in enumerate(want.tolist())])
             for s in range(cfg.generator.num_stages)]
-    chosen = nearest_noise(g, cfg, real, text, z, drawn.candidates, cond)
+    chosen = nearest_noise(g, real, text, z, drawn.candidates, cond)
     torch.testing.assert_close(chosen, every[want, torch.arange(b)])
-    # and by the distance the pixel term uses: nearest, not first
+    fixed = nearest_noise(g, real, text, z, drawn.candidates, cond,
+                          fixes_picture=torch.tensor([1.0, 1.0, 0.0]))
+    torch.testing.assert_close(fixed, every[torch.tensor([0, 0, 3]), torch.arange(b)])
+    # nearest, not first
     real = [x + 0.3 * torch.randn_like(x) for x in draw(every[1])]
-    chosen = nearest_noise(g, cfg, real, text, z, drawn.candidates, cond)
-    apart = torch.stack([sum(pixel_distances(f, r, 9.0)
+    chosen = nearest_noise(g, real, text, z, drawn.candidates, cond)
+    apart = torch.stack([sum(pixel_distances(f, r)
                              for f, r in zip(draw(every[j]), real, strict=True))
                          for j in range(4)])
     torch.testing.assert_close(chosen, every[apart.argmin(0), torch.arange(b)])

@@ -69,8 +69,8 @@ class LossConfig:
     kl_weight: float = 1.0  # weight of the conditioning KL term
     caption_preference_weight: float = 0.0  # G pays when a D prefers the near-miss caption on its image
     pixel_weight: float = 0.0  # G pays the squared difference to its caption's real picture; 0: released
-    pixel_object_weight: float = 0.0  # in the pixel term, objects' pixels count 1 + this times
-    pixel_candidates: int = 1  # G trains on the nearest to the real of this many noises' pictures
+    pixel_object_weight: float = 0.0  # objects' pixels count 1 + this times (candidates: fixed only)
+    pixel_candidates: int = 1  # free captions: G trains on the nearest to the real of this many drawings
     diversity_weight: float = 0.0  # G pays when two noises give alike pictures of a caption with freedom
 
 

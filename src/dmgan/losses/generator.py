@@ -50,16 +50,21 @@ def object_mask(real: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_distances(fake: torch.Tensor, real: torch.Tensor,
-                    object_weight: float = 0.0) -> torch.Tensor:
-    """(B,): each picture's mean squared difference to its real one; with `object_weight`,
-    the pixels off the real picture's background count 1 + that times."""
+                    object_weight: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """(B,): each picture's mean squared difference to its real one; with `object_weight` (a
+    number, or (B,) one per picture), the pixels off the real picture's background count
+    1 + that times."""
     per_pixel = (fake - real).square()
-    if object_weight > 0:
+    if torch.is_tensor(object_weight):  # one weight per picture
+        per_pixel = per_pixel * (1 + object_weight.to(real.dtype).view(-1, 1, 1, 1)
+                                 * object_mask(real))
+    elif object_weight > 0:
         per_pixel = per_pixel * (1 + object_weight * object_mask(real))
     return per_pixel.flatten(1).mean(1)
 
 
-def pixel_difference(fake: torch.Tensor, real: torch.Tensor, object_weight: float = 0.0,
+def pixel_difference(fake: torch.Tensor, real: torch.Tensor,
+                     object_weight: float | torch.Tensor = 0.0,
                      picked: torch.Tensor | None = None) -> torch.Tensor:
     """The batch's mean of `pixel_distances`; with `picked` (B,) of 0/1, only those pictures
     count (the batch's mean with the others at zero)."""
@@ -107,9 +112,10 @@ def generator_loss(
     (loss.pixel_weight); `fixes_picture` (B,): the captions whose picture the caption fixes,
     the only ones the pixel term then counts (a caption that leaves things free has many
     pictures, whose mean is a blur) unless G's drawing is the nearest of several
-    (loss.pixel_candidates > 1). `second`: (G's output on the same captions from another
-    noise, the noise of `out`, that other noise), for the diversity term
-    (loss.diversity_weight), counted on the captions that do not fix their picture."""
+    (loss.pixel_candidates > 1: then the object weight counts on these only). `second`: (G's
+    output on the same captions from another noise, the noise of `out`, that other noise),
+    for the diversity term (loss.diversity_weight), counted on the captions that do not fix
+    their picture."""
     use_preference = loss.caption_preference_weight > 0 and wrong is not None
     adv, margin = generator_adversarial_loss(
         ds, out.images, text.sentence, words=text.words, mask=text.mask,
@@ -129,10 +135,15 @@ def generator_loss(
     if loss.pixel_weight > 0:
         if real is None:
             raise ValueError("loss.pixel_weight needs the real images (real=)")
-        # drawn as the nearest of several noises, a caption that leaves things free counts too
-        picked = fixes_picture if loss.pixel_candidates == 1 else None
+        picked, weight = fixes_picture, loss.pixel_object_weight
+        if loss.pixel_candidates > 1:
+            # drawn as the nearest of several noises, a caption that leaves things free counts
+            # too, every pixel alike (with objects weighted, drawing a free object twice pays);
+            # the object weight stays on the captions that fix their picture
+            picked = None
+            weight = 0.0 if fixes_picture is None else weight * fixes_picture
         pixel = loss.pixel_weight * sum(
-            pixel_difference(fake, r.to(fake.dtype), loss.pixel_object_weight, picked)
+            pixel_difference(fake, r.to(fake.dtype), weight, picked)
             for fake, r in zip(out.images, real, strict=True))
         total = total + pixel
     diversity = None

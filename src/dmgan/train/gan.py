@@ -557,11 +557,14 @@ def _gather_rng(noise_gen: torch.Generator, rt: Runtime):
 
 def _fixes_picture(batch, cfg: DMGANConfig, dev: torch.device) -> torch.Tensor | None:
     """(B,) 1 where the caption fixes its picture (shapes attributes), when the pixel term is
-    on and some caption leaves things free; None: the pixel term counts every picture."""
+    on and some caption leaves things free, or G draws from several noises (every caption
+    that fixes its picture keeps its first); None: the pixel term counts every picture."""
     if cfg.loss.pixel_weight <= 0 or not batch.attributes:
         return None
     fixed = [a.get("fixes_picture", True) for a in batch.attributes]
-    return None if all(fixed) else torch.tensor(fixed, dtype=torch.float32, device=dev)
+    if all(fixed) and cfg.loss.pixel_candidates == 1:
+        return None
+    return torch.tensor(fixed, dtype=torch.float32, device=dev)
 
 
 def _check_finite(record: dict, step: int, run: Path, last: Path | None) -> None:

@@ -135,24 +135,28 @@ def draw_noises(cfg: DMGANConfig, b: int, noise_gen: torch.Generator | None,
 
 
 @torch.no_grad()
-def nearest_noise(g: torch.nn.Module, cfg: DMGANConfig, real: list[torch.Tensor],
+def nearest_noise(g: torch.nn.Module, real: list[torch.Tensor],
                   text: TextEncoding, z: torch.Tensor, candidates: torch.Tensor,
-                  condition: torch.Tensor) -> torch.Tensor:
+                  condition: torch.Tensor, fixes_picture: torch.Tensor | None = None,
+                  ) -> torch.Tensor:
     """(B, Z): per caption, of the noise `z` and its K - 1 `candidates`, the one whose pictures
-    are nearest to the caption's real ones by the pixel term (conditional IMLE: each real
-    picture pulls the nearest of G's drawings, so the drawings come to cover what a caption
-    leaves free instead of blurring into its mean). Device work only. In training mode G's
-    batch norms see the K x B drawings here and the B chosen ones in the step, so the step's
+    are nearest to the caption's real ones by the mean squared pixel difference, every pixel
+    alike, summed over stages (conditional IMLE: each real picture pulls the nearest of G's
+    drawings, so the drawings come to cover what a caption leaves free instead of blurring
+    into its mean). A caption that fixes its picture (`fixes_picture` (B,) of 0/1) keeps `z`:
+    every drawing of it must be that picture. Device work only. In training mode G's batch
+    norms see the K x B drawings here and the B chosen ones in the step, so the step's
     pictures are near, not equal, to the ones chosen."""
     b = len(z)
     k = 1 + len(candidates) // b
     zs = torch.cat([z, candidates])  # candidate j of caption i at j * B + i
     out = g(zs, text.sentence.repeat(k, 1), text.words.repeat(k, 1, 1), text.mask.repeat(k, 1),
             condition_noise=condition.repeat(k, 1))
-    apart = sum(pixel_distances(fake, r.to(fake.dtype).repeat(k, 1, 1, 1),
-                                cfg.loss.pixel_object_weight)
+    apart = sum(pixel_distances(fake, r.to(fake.dtype).repeat(k, 1, 1, 1))
                 for fake, r in zip(out.images, real, strict=True))
     best = apart.view(k, b).argmin(0)
+    if fixes_picture is not None:
+        best = best.masked_fill(fixes_picture.bool(), 0)
     return zs.view(k, b, -1)[best, torch.arange(b, device=z.device)]
 
 
@@ -179,8 +183,8 @@ def update_networks(p: GANParts, cfg: DMGANConfig, rt: Runtime, amp: str, *,
         _update_discriminators(p, rt, amp_context, real, fakes, text, wrong)
     if drawn.candidates is not None:
         with amp_context():
-            noises[-1] = nearest_noise(p.g_run, cfg, real, text, noises[-1], drawn.candidates,
-                                       condition_noise)
+            noises[-1] = nearest_noise(p.g_run, real, text, noises[-1], drawn.candidates,
+                                       condition_noise, fixes_picture)
     with amp_context():
         out = p.g_run(noises[-1], text.sentence, text.words, text.mask,
                       condition_noise=condition_noise)
