@@ -1,0 +1,33 @@
+#!/bin/bash
+# The 64 px world recipe (the `shapes` preset on the world's data options with the
+# mode-seeking term) continued from a checkpoint, one thread, resumable across sessions.
+# Usage: research/world_retrain/run.sh RUNS_FOLDER ARM INIT_CHECKPOINT
+#   ARM: k4        the pixel term on the nearest of 4 drawings
+#        k4-critic the same with the world's critic (RUNS_FOLDER/critic/critic.pt)
+#        critic    trains that critic (INIT_CHECKPOINT unused)
+# RUNS_FOLDER holds damsm/damsm.pt (the world's DAMSM). MINUTES (default 120) bounds the
+# session; running it again goes on from the arm's newest checkpoint. DMGAN names the
+# command (default dmgan).
+set -euo pipefail
+R=${1:?usage: run.sh RUNS_FOLDER ARM INIT_CHECKPOINT}
+ARM=${2:?usage: run.sh RUNS_FOLDER ARM INIT_CHECKPOINT}
+INIT=${3:-}
+DMGAN=${DMGAN:-dmgan}
+MINUTES=${MINUTES:-120}
+export OMP_NUM_THREADS=1
+W="--set data.shapes_partial_share=0.5 --set data.shapes_plural_share=0.5 --set data.shapes_held_out=true"
+case "$ARM" in
+  critic)
+    resume=$( [ -f "$R/critic/critic.pt" ] && echo --resume || true )
+    exec $DMGAN train-critic --preset shapes --damsm "$R/damsm/damsm.pt" --out "$R/critic" \
+      --device cpu --threads 1 --minutes "$MINUTES" $W $resume ;;
+  k4) extra=() ;;
+  k4-critic) extra=(--critic "$R/critic/critic.pt") ;;
+  *) echo "unknown arm: $ARM" >&2; exit 2 ;;
+esac
+out="$R/long-$ARM"
+if compgen -G "$out/ckpt-*.pt" > /dev/null; then start=(--resume); else start=(--init-from "${INIT:?the first run of an arm needs INIT_CHECKPOINT}"); fi
+exec $DMGAN train --preset shapes --data shapes --damsm "$R/damsm/damsm.pt" --out "$out" \
+  "${start[@]}" "${extra[@]}" --device cpu --threads 1 --workers 0 --ckpt-every 500 \
+  --eval-every 1000 --minutes "$MINUTES" --max-steps 40000 $W \
+  --set loss.diversity_weight=1 --set loss.pixel_candidates=4
