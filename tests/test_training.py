@@ -312,6 +312,10 @@ def test_resume_refuses_other_settings(tmp_path, damsm):
                  "--batch-size", "6", "--workers", "0")
     assert res.returncode == 2 and "started with other settings" in res.stderr
     assert "Traceback" not in res.stderr
+    res = _dmgan("train", "--preset", "tiny", "--data", "shapes", "--out", str(run),
+                 "--damsm", str(damsm), "--min-damsm-r1", "0", "--max-steps", "3", "--workers", "0")
+    assert res.returncode == 2 and "already holds a run's checkpoints" in res.stderr  # no --resume
+    assert "Traceback" not in res.stderr
     assert train_gan(tiny_config(), _opts(run, damsm, max_steps=3, resume=True)).step == 3
     _, payload = load_checkpoint(run / "ckpt-00000003.pt")
     assert payload["options"]["seed"] == 0 and payload["options"]["data"] == "shapes"
@@ -610,6 +614,11 @@ def test_train_critic_resumes_bit_for_bit_from_its_checkpoint(tmp_path, damsm, c
         run("empty", resume=True)
     with pytest.raises(DMGANError, match="run folder not found"):
         run("missing", resume=True)
+    # a new critic run (no resume) in that folder would replace its checkpoints: refused
+    kept = sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.pt"))
+    with pytest.raises(DMGANError, match="already holds a run's checkpoints"):
+        run("b")
+    assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.pt")) == kept
 
 
 def test_init_from_refuses_other_networks_and_a_changed_source_on_resume(tmp_path, damsm):

@@ -18,7 +18,7 @@ export OMP_NUM_THREADS=1
 W="--set data.shapes_partial_share=0.5 --set data.shapes_plural_share=0.5 --set data.shapes_held_out=true"
 case "$ARM" in
   critic)
-    resume=$( [ -f "$R/critic/critic.pt" ] && echo --resume || true )
+    resume=$(compgen -G "$R/critic/ckpt-*.pt" > /dev/null && echo --resume || true)
     exec $DMGAN train-critic --preset shapes --damsm "$R/damsm/damsm.pt" --out "$R/critic" \
       --device cpu --threads 1 --minutes "$MINUTES" $W $resume ;;
   k4) extra=() ;;

@@ -40,6 +40,7 @@ from dmgan.train.runs import (
     latest_checkpoint,
     lock_run_folder,
     make_run_folder,
+    refuse_other_run,
     rng_state,
     save_run_checkpoint,
     set_rng_state,
@@ -187,6 +188,8 @@ def train_critic(cfg: DMGANConfig, *, damsm: str | Path, out: Path, max_steps: i
         found = latest_checkpoint(out, cfg.name)
         if found is None or found[1].get("kind") != "critic-run":
             raise DMGANError(f"--resume: no critic checkpoint in {out}")
+    else:
+        refuse_other_run(out)
     torch.manual_seed(seed)
     dev = resolve_device(device)
     text_encoder, _, vocab_words = load_damsm(damsm, cfg)

@@ -39,6 +39,7 @@ from dmgan.train.runs import (
     latest_checkpoint,
     lock_run_folder,
     make_run_folder,
+    refuse_other_run,
     remove_stale_temporaries,
     rng_state,
     save_run_checkpoint,
@@ -203,6 +204,8 @@ def _train(cfg: DMGANConfig, opts: TrainOptions, rt: Runtime, run: Path,
         found = latest_checkpoint(run, cfg.name)
         if found is None:
             raise DMGANError(f"--resume: no usable checkpoint in {run}")
+    else:
+        refuse_other_run(run)
 
     # --- setup: data, frozen DAMSM encoders, networks, optimizers ---------------------
     torch.manual_seed(opts.seed)

@@ -44,6 +44,15 @@ def checkpoints(run: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_CKPT.search(p.name).group(1)), reverse=True)
 
 
+def refuse_other_run(run: Path) -> None:
+    """A new run (no --resume) is refused in a folder that holds a run's checkpoints: its
+    checkpoints of the same steps would replace them and its pruning would delete the rest."""
+    found = checkpoints(run)
+    if found:
+        raise DMGANError(f"{run} already holds a run's checkpoints (newest {found[0].name}): "
+                         f"pass --resume to go on from them, or choose another folder")
+
+
 def latest_checkpoint(run: Path, expect_preset: str) -> tuple[DMGANConfig, dict, Path] | None:
     """The newest checkpoint that loads; damaged ones are skipped with a warning."""
     for path in checkpoints(run):
