@@ -178,6 +178,16 @@ def test_train_refuses_a_weak_damsm_from_the_command_line(tmp_path, weak_damsm):
     assert res.returncode == 0, res.stderr[-2000:]
 
 
+def test_a_demo_into_a_folder_holding_a_run_is_refused_before_any_work(tmp_path):
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "ckpt-00000100.pt").write_bytes(b"an earlier run's")
+    res = _dmgan("demo", "--minutes", "15", "--workers", "0", "--out", str(tmp_path / "demo"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "already holds a run's checkpoints" in res.stderr
+    assert not (tmp_path / "demo" / "damsm").exists()
+    assert (tmp_path / "demo" / "ckpt-00000100.pt").read_bytes() == b"an earlier run's"
+
+
 @pytest.mark.slow  # a whole run (README quick tests leave it out)
 def test_a_demo_whose_damsm_cannot_learn_in_time_is_refused(tmp_path):
     res = _dmgan("demo", "--minutes", "0.6", "--workers", "0", "--judge", "20", "--out",

@@ -44,6 +44,7 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
     from dmgan.errors import DMGANError
     from dmgan.train.damsm import load_damsm, pretrain_damsm
     from dmgan.train.gan import train_gan
+    from dmgan.train.runs import refuse_other_run
 
     if train_options.cuda_graphs:  # before the DAMSM's minutes, not after them
         from dmgan.device import resolve_device
@@ -55,6 +56,8 @@ def run_demo(cfg: DMGANConfig, opts: DemoOptions, train_options) -> dict:
                          f"judging); the demo needs about 15 to learn")
     start = time.monotonic()
     run = Path(opts.out)
+    if run.is_dir():  # before the DAMSM's minutes: the GAN would refuse the folder after them
+        refuse_other_run(run)
     damsm_min = opts.minutes * DAMSM_SHARE
     print(f"demo: {opts.minutes:g} min ({cfg.name}): DAMSM until test R@1 {DAMSM_TARGET_R1} "
           f"and own caption over its near-miss caption {DAMSM_TARGET_NEAR_MISS} (at most "
