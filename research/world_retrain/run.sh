@@ -5,6 +5,8 @@
 #   ARM: k4        the pixel term on the nearest of 4 drawings
 #        k4-critic the same with the world's critic (RUNS_FOLDER/critic/critic.pt)
 #        critic    trains that critic (INIT_CHECKPOINT unused)
+#        scratch   from step 0 (INIT_CHECKPOINT unused): K = 4 with the teachers of
+#                  research/world_damsm/run.sh (RUNS_FOLDER/wdamsm, RUNS_FOLDER/wcritic)
 # RUNS_FOLDER holds damsm/damsm.pt (the world's DAMSM). MINUTES (default 120) bounds the
 # session; running it again goes on from the arm's newest checkpoint. DMGAN names the
 # command (default dmgan).
@@ -21,6 +23,13 @@ case "$ARM" in
     resume=$(compgen -G "$R/critic/ckpt-*.pt" > /dev/null && echo --resume || true)
     exec $DMGAN train-critic --preset shapes --damsm "$R/damsm/damsm.pt" --out "$R/critic" \
       --device cpu --threads 1 --minutes "$MINUTES" $W $resume ;;
+  scratch)
+    out="$R/scratch"
+    resume=$(compgen -G "$out/ckpt-*.pt" > /dev/null && echo --resume || true)
+    exec $DMGAN train --preset shapes --data shapes --damsm "$R/wdamsm/damsm.pt" \
+      --critic "$R/wcritic/critic.pt" --out "$out" $resume --device cpu --threads 1 --workers 0 \
+      --ckpt-every 500 --eval-every 1000 --minutes "$MINUTES" --max-steps 40000 $W \
+      --set loss.diversity_weight=1 --set loss.pixel_candidates=4 ;;
   k4) extra=() ;;
   k4-critic) extra=(--critic "$R/critic/critic.pt") ;;
   *) echo "unknown arm: $ARM" >&2; exit 2 ;;
