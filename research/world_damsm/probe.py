@@ -3,7 +3,11 @@ nearer (cosine) the sentence code of its own caption than that of its twin with 
 objects' places traded, or their colours traded; the place trades split by how many places
 the caption says (one: its twin names the place where the other object is; both).
 
-    python research/world_damsm/probe.py RUNS/damsm/damsm.pt [N]
+    python research/world_damsm/probe.py RUNS/damsm/damsm.pt [N] [val]
+
+`val`: fresh draws of the training split (dataset seed 1000, every combination allowed)
+instead of the test samples, for choosing between DAMSMs without reading the report's
+held-out set.
 """
 
 import difflib
@@ -23,12 +27,15 @@ WORLD = ["data.shapes_partial_share=0.5", "data.shapes_plural_share=0.5",
 
 
 def main() -> None:
-    damsm = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 1500
+    args = [a for a in sys.argv[1:] if a != "val"]
+    val = "val" in sys.argv[1:]
+    damsm = args[0]
+    n = int(args[1]) if len(args) > 1 else 1500
     cfg = override(preset("shapes"), WORLD)
     text_encoder, image_encoder, _ = load_damsm(damsm, cfg)
-    data = ShapesDataset(split="test", length=n, image_sizes=cfg.generator.image_sizes,
-                         max_words=cfg.text.words_train, seed=0, options=cfg.data)
+    data = ShapesDataset(split="train" if val else "test", length=n,
+                         image_sizes=cfg.generator.image_sizes, max_words=cfg.text.words_train,
+                         seed=1000 if val else 0, options=cfg.data, combinations="all")
     rows = {"position": ([], [], [], [], []), "colour": ([], [], [], [], [])}
     for i in range(n):
         scene, caption, _, _ = data.scene(i)
