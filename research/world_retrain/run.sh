@@ -10,6 +10,9 @@
 #                  copies kept in research/world_damsm/); where
 #                  RUNS_FOLDER/scratch holds no checkpoint and INIT_CHECKPOINT is given (an
 #                  earlier session's export), it goes on from that with fresh optimizers
+#        scratch-low the same teachers at a fifth of the learning rates (1e-4), going on
+#                  from INIT_CHECKPOINT (a checkpoint of the scratch arm: G, EMA G and the
+#                  Ds, fresh optimizers) into RUNS_FOLDER/scratch-low
 # RUNS_FOLDER holds damsm/damsm.pt (the world's DAMSM). MINUTES (default 120) bounds the
 # session; running it again goes on from the arm's newest checkpoint. DMGAN names the
 # command (default dmgan).
@@ -27,8 +30,9 @@ case "$ARM" in
     resume=$(compgen -G "$R/critic/ckpt-*.pt" > /dev/null && echo --resume || true)
     exec $DMGAN train-critic --preset shapes --damsm "$R/damsm/damsm.pt" --out "$R/critic" \
       --device cpu --threads $T --minutes "$MINUTES" $W $resume ;;
-  scratch)
-    out="$R/scratch"
+  scratch|scratch-low)
+    out="$R/$ARM"
+    lr=(); [ "$ARM" = scratch-low ] && lr=(--set train.lr_g=0.0001 --set train.lr_d=0.0001)
     kept=$(dirname "$0")/../world_damsm
     damsm=$R/wdamsm/damsm.pt; [ -f "$damsm" ] || damsm=$kept/damsm.pt
     critic=$R/wcritic/critic.pt; [ -f "$critic" ] || critic=$kept/critic.pt
@@ -37,7 +41,7 @@ case "$ARM" in
     exec $DMGAN train --preset shapes --data shapes --damsm "$damsm" \
       --critic "$critic" --out "$out" $resume --device cpu --threads $T --workers 0 \
       --ckpt-every 500 --eval-every 1000 --minutes "$MINUTES" --max-steps 40000 $W \
-      --set loss.diversity_weight=1 --set loss.pixel_candidates=4 ;;
+      --set loss.diversity_weight=1 --set loss.pixel_candidates=4 "${lr[@]}" ;;
   k4) extra=() ;;
   k4-critic) extra=(--critic "$R/critic/critic.pt") ;;
   *) echo "unknown arm: $ARM" >&2; exit 2 ;;
